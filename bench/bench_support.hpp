@@ -1,0 +1,154 @@
+// Shared pieces of connpool's benchmarks: an in-memory connection and its factory, the
+// allocation counter's interface, busy work, percentiles, and an io_context runner.
+#ifndef CONNPOOL_BENCH_SUPPORT_HPP
+#define CONNPOOL_BENCH_SUPPORT_HPP
+
+#include <connpool/error.hpp>
+#include <connpool/factory.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace bench {
+
+namespace asio = boost::asio;
+using clock = std::chrono::steady_clock;
+
+// ------------------------------------------------------------------ allocation counter
+// Defined in alloc_counter.cpp, which replaces the global operator new. Only binaries that
+// link that file may call these; the counter is per thread, so reading it costs nothing
+// and counting never contends.
+std::uint64_t thread_allocations() noexcept;
+
+// ------------------------------------------------------------------ in-memory connection
+// A connection with no I/O: what remains of an acquire + release is the pool's own cost.
+struct mem_conn {
+    std::uint64_t id = 0;
+    std::uint64_t uses = 0;
+};
+
+struct mem_factory {
+    using connection_type = mem_conn;
+    std::optional<mem_conn> connect(const connpool::connect_request&, connpool::error_info&) {
+        static std::atomic<std::uint64_t> ids{0};
+        return mem_conn{ids.fetch_add(1, std::memory_order_relaxed) + 1, 0};
+    }
+};
+
+// A factory whose connects take `delay` (the burst test's 150 ms), counting its connects.
+struct slow_factory {
+    using connection_type = mem_conn;
+    std::chrono::milliseconds delay{150};
+    std::atomic<std::uint64_t>* connects = nullptr;
+    std::optional<mem_conn> connect(const connpool::connect_request&, connpool::error_info&) {
+        std::this_thread::sleep_for(delay);
+        const auto n = connects->fetch_add(1, std::memory_order_relaxed) + 1;
+        return mem_conn{n, 0};
+    }
+};
+
+// ------------------------------------------------------------------ helpers
+
+// Burns CPU for d: a request that computes while it holds its connection. Sleeping would
+// measure the timer slack (50 us by default) instead of the hold time.
+inline void busy_for(std::chrono::nanoseconds d) {
+    const auto until = clock::now() + d;
+    while (clock::now() < until) {
+    }
+}
+
+// The q-quantile of samples (sorted in place); 0 when there are none.
+template <class T>
+T quantile(std::vector<T>& samples, double q) {
+    if (samples.empty()) return T{};
+    const auto rank = static_cast<std::size_t>(q * static_cast<double>(samples.size() - 1) + 0.5);
+    std::nth_element(samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(rank), samples.end());
+    return samples[rank];
+}
+
+// A one-shot signal that can be re-armed; set() notifies under the lock, so the waiter may
+// reuse or destroy it as soon as wait() returns.
+class done_signal {
+public:
+    void set() {
+        std::lock_guard lk(m_);
+        done_ = true;
+        cv_.notify_one();
+    }
+    void wait_and_rearm() {
+        std::unique_lock lk(m_);
+        cv_.wait(lk, [&] { return done_; });
+        done_ = false;
+    }
+
+private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    bool done_ = false;
+};
+
+inline std::string env_or(const char* name, std::string fallback = {}) {
+    const char* v = std::getenv(name);
+    return v ? std::string(v) : fallback;
+}
+
+// Runs an io_context on n threads until finish(). Work is guarded, because a pool's
+// housekeeping timer may or may not be pending when the benchmark's own work runs out.
+class io_runner {
+public:
+    explicit io_runner(int n) : ctx_(n), guard_(asio::make_work_guard(ctx_)) {
+        for (int i = 0; i < n; ++i) {
+            threads_.emplace_back([this] {
+                const auto before = thread_allocations_if_linked();
+                ctx_.run();
+                allocations_.fetch_add(thread_allocations_if_linked() - before, std::memory_order_relaxed);
+            });
+        }
+    }
+    io_runner(const io_runner&) = delete;
+    io_runner& operator=(const io_runner&) = delete;
+    ~io_runner() { finish(); }
+
+    asio::io_context& context() noexcept { return ctx_; }
+
+    // Lets run() return once the remaining work (a closed pool's last handlers) is done,
+    // and stops it after 2 s if it does not.
+    void finish() {
+        if (threads_.empty()) return;
+        guard_.reset();
+        for (int i = 0; i < 200 && !ctx_.stopped(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        ctx_.stop();
+        for (auto& t : threads_) t.join();
+        threads_.clear();
+    }
+
+    // Allocations made on the io threads while they ran (valid after finish()).
+    std::uint64_t allocations() const noexcept { return allocations_.load(); }
+
+    // Set by binaries that link alloc_counter.cpp.
+    static inline std::uint64_t (*counter)() noexcept = nullptr;
+
+private:
+    static std::uint64_t thread_allocations_if_linked() noexcept { return counter ? counter() : 0; }
+
+    asio::io_context ctx_;
+    asio::executor_work_guard<asio::io_context::executor_type> guard_;
+    std::vector<std::thread> threads_;
+    std::atomic<std::uint64_t> allocations_{0};
+};
+
+}  // namespace bench
+
+#endif  // CONNPOOL_BENCH_SUPPORT_HPP

@@ -1,0 +1,245 @@
+// connpool::mysql::connection: one MySQL/MariaDB session, owned through RAII, with a few
+// query helpers that notice when the connection itself has failed.
+#ifndef CONNPOOL_MYSQL_CONNECTION_HPP
+#define CONNPOOL_MYSQL_CONNECTION_HPP
+
+#include <connpool/error.hpp>
+#include <connpool/mysql/error.hpp>
+
+#include <mysql.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace connpool::mysql {
+
+// One row of a result: a value per column, nullopt for SQL NULL. Values are the text
+// protocol's strings.
+using row = std::vector<std::optional<std::string>>;
+using rows = std::vector<row>;
+
+class factory;
+namespace detail {
+class async_connect_op;
+}
+
+// Owns a connected MYSQL* and closes it (mysql_close) on destruction. Move-only.
+//
+// The pool needs two facts about a returned connection without doing I/O:
+//   - broken(): a call saw a connection-level error (server gone, connection lost or
+//     killed, protocol out of step), so the pool closes it instead of reusing it;
+//   - used():   the session was touched since the last reset, so it needs one.
+// The query helpers record both. Code that calls the C API directly through
+// native_handle() marks the connection used, and should pass failures to record_error()
+// so that a dead connection is not handed to the next caller.
+//
+// Thread-safety: like MYSQL*, one thread at a time.
+class connection {
+public:
+    connection() noexcept = default;
+
+    // Takes ownership of a connected handle.
+    explicit connection(MYSQL* handle) noexcept : handle_(handle) {}
+
+    connection(connection&& other) noexcept
+        : handle_(std::exchange(other.handle_, nullptr)),
+          broken_(std::exchange(other.broken_, false)),
+          used_(std::exchange(other.used_, false)),
+          last_error_(std::move(other.last_error_)),
+          init_commands_(std::move(other.init_commands_)) {}
+
+    connection& operator=(connection&& other) noexcept {
+        if (this != &other) {
+            close();
+            handle_ = std::exchange(other.handle_, nullptr);
+            broken_ = std::exchange(other.broken_, false);
+            used_ = std::exchange(other.used_, false);
+            last_error_ = std::move(other.last_error_);
+            init_commands_ = std::move(other.init_commands_);
+        }
+        return *this;
+    }
+
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    ~connection() { close(); }
+
+    // The raw handle, for the C API. Marks the session used (it may now hold state that a
+    // reset must clear). After a failed C API call, call record_error().
+    MYSQL* native_handle() noexcept {
+        used_ = true;
+        return handle_;
+    }
+
+    bool is_open() const noexcept { return handle_ != nullptr; }
+    explicit operator bool() const noexcept { return is_open(); }
+
+    // The server's id of this session (what KILL takes, CONNECTION_ID() returns).
+    unsigned long thread_id() const noexcept { return handle_ ? mysql_thread_id(handle_) : 0; }
+
+    // True once a connection-level error was seen, or the protocol was left mid-result.
+    bool broken() const noexcept {
+        if (broken_ || handle_ == nullptr) return true;
+        // A result left unread (mysql_use_result not drained) makes every later command fail
+        // with "commands out of sync"; such a session cannot be cleaned, only closed.
+        return handle_->status != MYSQL_STATUS_READY;
+    }
+
+    // True when the session was touched since it was opened or last reset.
+    bool used() const noexcept { return used_; }
+
+    // True when the server's last reply said a transaction is open.
+    bool in_transaction() const noexcept {
+        return handle_ != nullptr && (handle_->server_status & SERVER_STATUS_IN_TRANS) != 0;
+    }
+
+    // Says that this connection must not be reused (e.g. after a failure the helpers cannot see).
+    void mark_broken() noexcept { broken_ = true; }
+
+    // Reads the error of the last failed C API call on this handle, marks the connection
+    // broken when the error is connection-level, and returns it (code: connpool::mysql
+    // category, value mysql_errno(); message "[errno] text"). Call it after a C API call
+    // made through native_handle() failed.
+    error_info record_error(std::string_view what = "query failed") {
+        error_info e;
+        if (handle_ == nullptr) {
+            e.code = make_error_code(2006u);
+            e.message = std::string(what) + ": [2006] no connection";
+            broken_ = true;
+        } else {
+            unsigned n = mysql_errno(handle_);
+            if (n == 0) n = 2000;  // CR_UNKNOWN_ERROR: a failure the library did not number
+            e.code = make_error_code(n);
+            e.message = detail::describe(what, n, mysql_error(handle_), {});
+            if (is_connection_error(n)) broken_ = true;
+        }
+        last_error_ = e;
+        return e;
+    }
+
+    // The last error record_error() or a helper recorded; empty when none.
+    const error_info& last_error() const noexcept { return last_error_; }
+
+    // Runs a statement and discards any result sets. Returns false and fills err on failure.
+    bool execute(std::string_view sql, error_info& err) {
+        if (!start(sql, err)) return false;
+        for (;;) {
+            if (MYSQL_RES* res = mysql_store_result(handle_)) {
+                mysql_free_result(res);
+            } else if (mysql_field_count(handle_) != 0) {
+                err = record_error();
+                return false;
+            }
+            int next = mysql_next_result(handle_);
+            if (next == -1) return true;
+            if (next > 0) {
+                err = record_error();
+                return false;
+            }
+        }
+    }
+
+    // Throwing form: connpool::error on failure.
+    void execute(std::string_view sql) {
+        error_info err;
+        if (!execute(sql, err)) throw connpool::error(std::move(err));
+    }
+
+    // Runs a statement and returns the rows of its first result set (empty for a statement
+    // without one). Further result sets are read and dropped.
+    std::optional<rows> query(std::string_view sql, error_info& err) {
+        if (!start(sql, err)) return std::nullopt;
+        rows out;
+        MYSQL_RES* res = mysql_store_result(handle_);
+        if (res == nullptr) {
+            if (mysql_field_count(handle_) != 0) {
+                err = record_error();
+                return std::nullopt;
+            }
+        } else {
+            const unsigned columns = mysql_num_fields(res);
+            while (MYSQL_ROW r = mysql_fetch_row(res)) {
+                const unsigned long* lengths = mysql_fetch_lengths(res);
+                row values;
+                values.reserve(columns);
+                for (unsigned i = 0; i < columns; ++i) {
+                    if (r[i] == nullptr) values.emplace_back(std::nullopt);
+                    else values.emplace_back(std::string(r[i], lengths[i]));
+                }
+                out.push_back(std::move(values));
+            }
+            mysql_free_result(res);
+        }
+        // Drain the rest so that the protocol is ready for the next command.
+        for (int next = mysql_next_result(handle_); next != -1; next = mysql_next_result(handle_)) {
+            if (next > 0) {
+                err = record_error();
+                return std::nullopt;
+            }
+            if (MYSQL_RES* extra = mysql_store_result(handle_)) mysql_free_result(extra);
+        }
+        return out;
+    }
+
+    rows query(std::string_view sql) {
+        error_info err;
+        auto r = query(sql, err);
+        if (!r) throw connpool::error(std::move(err));
+        return std::move(*r);
+    }
+
+    // The first column of the first row: nullopt when there is no row or the value is NULL.
+    std::optional<std::string> query_value(std::string_view sql, error_info& err) {
+        auto r = query(sql, err);
+        if (!r || r->empty() || r->front().empty()) return std::nullopt;
+        return std::move(r->front().front());
+    }
+
+    std::optional<std::string> query_value(std::string_view sql) {
+        error_info err;
+        auto r = query(sql, err);
+        if (!r) throw connpool::error(std::move(err));
+        if (r->empty() || r->front().empty()) return std::nullopt;
+        return std::move(r->front().front());
+    }
+
+    // Closes the session now (idempotent).
+    void close() noexcept {
+        if (handle_ != nullptr) {
+            mysql_close(handle_);
+            handle_ = nullptr;
+        }
+    }
+
+private:
+    friend class factory;
+    friend class detail::async_connect_op;
+
+    bool start(std::string_view sql, error_info& err) {
+        used_ = true;
+        if (handle_ == nullptr) {
+            err = record_error();
+            return false;
+        }
+        if (mysql_real_query(handle_, sql.data(), static_cast<unsigned long>(sql.size())) != 0) {
+            err = record_error();
+            return false;
+        }
+        return true;
+    }
+
+    MYSQL* handle_ = nullptr;
+    bool broken_ = false;
+    bool used_ = false;
+    error_info last_error_;
+    // Set by the factory: run again after reset_connection wiped session variables.
+    std::vector<std::string> init_commands_;
+};
+
+}  // namespace connpool::mysql
+
+#endif  // CONNPOOL_MYSQL_CONNECTION_HPP

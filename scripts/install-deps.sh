@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what connpool's build, tests, examples and benches need on Debian 12, and only
+# what is missing: a machine that has everything runs no apt-get at all.
+#
+# Usage: scripts/install-deps.sh   (as root, or with sudo available)
+set -euo pipefail
+
+packages=(
+    build-essential cmake ninja-build pkg-config   # toolchain (g++ 12, CMake 3.25)
+    libboost1.81-dev                               # Boost.Asio, Boost.System
+    libpq-dev postgresql pgbouncer                 # connpool::pg and its test servers
+    libmariadb-dev mariadb-server                  # connpool::mysql and its test server
+    catch2                                         # tests
+    libbenchmark-dev gnuplot-nox                   # benches and their charts
+    openssl                                        # TLS certificates for the servers in tests
+    clang libclang-rt-14-dev                       # second compiler, its sanitizer runtimes
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    # dpkg -s also succeeds for a removed package whose config files remain: check the state.
+    status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+    if [[ "$status" != "install ok installed" ]]; then
+        missing+=("$package")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "install-deps: all ${#packages[@]} packages are installed"
+    exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+    sudo=(sudo)
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update
+"${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Stops what start-servers.sh ENV_FILE started and removes its temporary directory and ENV_FILE.
+# Safe to run twice, and after a failed start.
+set -uo pipefail
+
+env_file=${1:?usage: stop-servers.sh ENV_FILE}
+[[ -f $env_file ]] || exit 0
+state=$(sed -n "s/^CONNPOOL_PG_STATE_DIR='\(.*\)'$/\1/p" "$env_file")
+pg_bin=$(sed -n "s/^CONNPOOL_PG_BIN='\(.*\)'$/\1/p" "$env_file")
+# Only ever remove what start-servers.sh made.
+[[ $state == /tmp/connpool-pg.* && -d $state ]] || { rm -f "$env_file"; exit 0; }
+
+if [[ $(id -u) == 0 ]]; then
+    as_server() { runuser -u postgres -- "$@"; }
+else
+    as_server() { "$@"; }
+fi
+
+if [[ -f $state/bouncer/pgbouncer.pid ]]; then
+    pid=$(cat "$state/bouncer/pgbouncer.pid")
+    kill "$pid" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+fi
+if [[ -f $state/data/postmaster.pid ]]; then
+    as_server "$pg_bin/pg_ctl" -D "$state/data" -m immediate -w -t 30 stop >/dev/null 2>&1
+fi
+rm -rf "$state"
+rm -f "$env_file"
