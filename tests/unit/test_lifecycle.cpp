@@ -117,25 +117,24 @@ TEST_CASE("stats count acquires, waits, creations and closes", "[lifecycle][stat
 }
 
 TEST_CASE("hooks see connects, acquires, returns and closes", "[lifecycle][hooks]") {
-    std::atomic<int> connects{0}, acquires{0}, returns{0}, closes{0};
+    // Hooks run on the pool's threads too, so they only count; the test thread asserts.
+    std::atomic<int> connects{0}, failed_connects{0}, acquires{0}, returns{0}, closes{0}, discards{0};
     hooks h;
-    h.on_connect = [&](const connect_event& e) {
-        CHECK_FALSE(e.error);
-        ++connects;
-    };
+    h.on_connect = [&](const connect_event& e) { ++(e.error ? failed_connects : connects); };
     h.on_acquire = [&](const acquire_event& e) {
-        CHECK(e.location.line() > 0);
-        ++acquires;
+        if (e.location.line() > 0) ++acquires;
     };
     h.on_return = [&](const return_event&) { ++returns; };
     h.on_close = [&](const close_event& e) {
-        CHECK(e.reason == close_reason::discarded);
         ++closes;
+        if (e.reason == close_reason::discarded) ++discards;
     };
     pool<fake_factory> p(fake_factory{}, {.max_size = 1}, h);
     (void)p.acquire();
     p.acquire().discard();
     CHECK(connects == 1);
+    CHECK(failed_connects == 0);
+    CHECK(discards == 1);
     CHECK(acquires == 2);
     CHECK(returns == 2);
     CHECK(closes == 1);

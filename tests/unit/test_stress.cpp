@@ -57,7 +57,7 @@ TEST_CASE("16 workers with random holds, discards, timeouts and cancels keep eve
                          {.max_size = max_size, .acquire_timeout = 2ms, .detect_nested_acquire = false});
     auto db = p.factory().db;
     holders h;
-    std::atomic<long> ok{0}, failed{0};
+    std::atomic<long> ok{0}, failed{0}, unexpected{0};  // Catch2 asserts only on the test thread
 
     auto use = [&](pool<fake_factory>::lease_type& l, std::mt19937& rng) {
         const int id = l->id;
@@ -81,7 +81,7 @@ TEST_CASE("16 workers with random holds, discards, timeouts and cancels keep eve
                 error_code ec;
                 auto l = p.acquire(ec);
                 if (!l) {
-                    CHECK(ec == errc::acquire_timeout);
+                    if (ec != errc::acquire_timeout) ++unexpected;
                     ++failed;
                     continue;
                 }
@@ -108,7 +108,7 @@ TEST_CASE("16 workers with random holds, discards, timeouts and cancels keep eve
                             ++ok;
                             use(l, rng);
                         } else {
-                            CHECK((ec == errc::acquire_timeout || ec == errc::cancelled));
+                            if (ec != errc::acquire_timeout && ec != errc::cancelled) ++unexpected;
                             ++failed;
                         }
                     } else {
@@ -129,6 +129,7 @@ TEST_CASE("16 workers with random holds, discards, timeouts and cancels keep eve
     io2.join();
 
     CHECK(h.double_holds == 0);
+    CHECK(unexpected == 0);
     CHECK(db->max_open <= static_cast<int>(max_size));
     CHECK(ok > 0);
     REQUIRE(eventually([&] {

@@ -472,10 +472,12 @@ private:
         w.site = loc;
         batch b;
         slot_type* claimed = nullptr;
+        bool queued = false;  // w.queued may only be read under the lock
         {
             std::lock_guard lk(mutex_);
             claimed = enter_queue(w, now, front, b);
-            if (w.queued) {
+            queued = w.queued;
+            if (queued) {
                 if constexpr (!std::is_same_v<Clock, std::chrono::steady_clock>) request_timer(deadline);
                 // Only an exhausted pool can deadlock: a growing one will serve us.
                 if (opts_.detect_nested_acquire && open_ + connecting_ >= max_size_ &&
@@ -486,7 +488,7 @@ private:
         }
         finish(b);
         if (claimed != nullptr) return claimed;
-        if (!w.queued && w.error) {
+        if (!queued) {  // refused at once: closed, too many waiters, or failing fast
             err = std::move(w.error);
             return nullptr;
         }

@@ -57,7 +57,7 @@ inline std::string target(const connect_options& o) {
 // Applies every connect option to a fresh handle. False (err filled) when the library
 // rejects one.
 inline bool configure(MYSQL* h, const connect_options& o, std::chrono::milliseconds connect_timeout,
-                      bool nonblocking, error_info& err) {
+                      error_info& err) {
     bool ok = true;
     auto set = [&](mysql_option opt, const void* value) {
         if (ok && mysql_options(h, opt, value) != 0) ok = false;
@@ -116,11 +116,9 @@ inline bool configure(MYSQL* h, const connect_options& o, std::chrono::milliseco
     }
 
 #if CONNPOOL_MYSQL_NONBLOCKING
-    // Gives the handle the context that the *_start/*_cont calls need; blocking calls are
-    // unaffected. ping() and async_connect() use it.
-    if (nonblocking) set(MYSQL_OPT_NONBLOCK, nullptr);
-#else
-    (void)nonblocking;
+    // Gives every handle the context that the *_start/*_cont calls need (async_connect, and
+    // ping() on a blocking-connected handle too); blocking calls are unaffected.
+    set(MYSQL_OPT_NONBLOCK, nullptr);
 #endif
 
     if (!ok) {
@@ -181,7 +179,7 @@ private:
             return complete({make_error_code(errc::connect_failed), "connect failed: out of memory"}, std::nullopt);
         }
         error_info err;
-        if (!configure(handle_, options_, request_.timeout, true, err)) return complete(std::move(err), std::nullopt);
+        if (!configure(handle_, options_, request_.timeout, err)) return complete(std::move(err), std::nullopt);
 
         const bool socket = !options_.unix_socket.empty();
         const int status = mysql_real_connect_start(
@@ -341,7 +339,7 @@ public:
             err = {make_error_code(errc::connect_failed), "connect failed: out of memory"};
             return std::nullopt;
         }
-        if (!detail::configure(h, o, request.timeout, true, err)) {
+        if (!detail::configure(h, o, request.timeout, err)) {
             mysql_close(h);
             return std::nullopt;
         }

@@ -99,10 +99,10 @@ struct connect_params {
     std::vector<std::string> values;
     std::vector<const char*> key_ptrs;
     std::vector<const char*> value_ptrs;
-    std::string password;  // for redaction only
+    std::vector<std::string> secrets;  // password and sslpassword, for redaction only
 
     void add(std::string k, std::string v) {
-        if (k == "password") password = v;
+        if ((k == "password" || k == "sslpassword") && !v.empty()) secrets.push_back(v);
         keys.push_back(std::move(k));
         values.push_back(std::move(v));
     }
@@ -167,11 +167,12 @@ inline std::string where(PGconn* c) {
     return s;
 }
 
-inline void set_connect_failure(PGconn* c, const std::string& password, error_info& err) {
+inline void set_connect_failure(PGconn* c, const std::vector<std::string>& secrets, error_info& err) {
     err.code = make_error_code(errc::connect_failed);
     std::string msg = c ? trim_message(PQerrorMessage(c)) : std::string{"out of memory"};
     if (msg.empty()) msg = "connection to " + where(c) + " failed";
-    err.message = redact(msg, password);
+    for (const auto& secret : secrets) msg = redact(msg, secret);
+    err.message = std::move(msg);
 }
 
 inline void set_connect_timeout(PGconn* c, std::chrono::milliseconds timeout, error_info& err) {
@@ -245,7 +246,7 @@ inline std::optional<connection> blocking_connect(const connect_params& p, std::
     connection conn(PQconnectStartParams(p.key_ptrs.data(), p.value_ptrs.data(), 0));
     PGconn* c = conn.native_handle();
     if (c == nullptr || PQstatus(c) == CONNECTION_BAD) {
-        set_connect_failure(c, p.password, err);
+        set_connect_failure(c, p.secrets, err);
         return std::nullopt;
     }
     // libpq: after PQconnectStart, act as if PQconnectPoll returned PGRES_POLLING_WRITING.
@@ -253,7 +254,7 @@ inline std::optional<connection> blocking_connect(const connect_params& p, std::
     for (;;) {
         if (st == PGRES_POLLING_OK) return conn;
         if (st == PGRES_POLLING_FAILED) {
-            set_connect_failure(c, p.password, err);
+            set_connect_failure(c, p.secrets, err);
             return std::nullopt;
         }
         const int w = wait_socket(PQsocket(c), st == PGRES_POLLING_WRITING, deadline);
@@ -303,10 +304,8 @@ private:
         wait(PGRES_POLLING_WRITING);
     }
 
-    int first_fd_ = -1;
     void wait(PostgresPollingStatusType st) {
-        if (first_fd_ < 0) first_fd_ = PQsocket(conn_.native_handle());
-        const int fd = first_fd_;
+        const int fd = PQsocket(conn_.native_handle());
         if (fd < 0) return fail_connect();
         error_code ec;
         socket_.assign(fd, ec);
@@ -348,7 +347,7 @@ private:
 
     void fail_connect() {
         error_info e;
-        set_connect_failure(conn_.native_handle(), params_.password, e);
+        set_connect_failure(conn_.native_handle(), params_.secrets, e);
         finish(std::move(e));
     }
 
