@@ -219,3 +219,24 @@ TEST_CASE("no nested-acquire report when the thread holds nothing from the pool"
     other.join();
     CHECK(reports == 0);
 }
+
+TEST_CASE("handed-over connections are not blamed on the thread that returned them", "[blocking][nested]") {
+    std::atomic<int> reports{0};
+    hooks h;
+    h.on_nested_acquire = [&](const nested_acquire_event&) { ++reports; };
+    pool<fake_factory> p(fake_factory{}, {.max_size = 4, .detect_nested_acquire = true}, h);
+    std::vector<std::thread> threads;
+    std::atomic<int> served{0};
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&] {
+            for (int i = 0; i < 2000; ++i) {
+                auto l = p.acquire();
+                if (l) ++served;
+                std::this_thread::yield();
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(served == 8 * 2000);
+    CHECK(reports == 0);  // nobody ever held two leases
+}

@@ -13,6 +13,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cstdio>
 #include <memory>
 #include <random>
 #include <thread>
@@ -81,7 +82,10 @@ TEST_CASE("16 workers with random holds, discards, timeouts and cancels keep eve
                 error_code ec;
                 auto l = p.acquire(ec);
                 if (!l) {
-                    if (ec != errc::acquire_timeout) ++unexpected;
+                    if (ec != errc::acquire_timeout) {
+                        ++unexpected;
+                        std::fprintf(stderr, "unexpected blocking error: %s\n", ec.message().c_str());
+                    }
                     ++failed;
                     continue;
                 }
@@ -108,7 +112,10 @@ TEST_CASE("16 workers with random holds, discards, timeouts and cancels keep eve
                             ++ok;
                             use(l, rng);
                         } else {
-                            if (ec != errc::acquire_timeout && ec != errc::cancelled) ++unexpected;
+                            if (ec != errc::acquire_timeout && ec != errc::cancelled) {
+                                ++unexpected;
+                                std::fprintf(stderr, "unexpected async error: %s\n", ec.message().c_str());
+                            }
                             ++failed;
                         }
                     } else {

@@ -180,6 +180,9 @@ public:
                 hooks_.on_return(return_event{s.site.load(std::memory_order_relaxed), now - s.leased_since()});
             });
         }
+        // A slot handed straight to a waiter belongs to nobody until the waiter's
+        // begin_lease(); nested-acquire detection must not blame this thread for it.
+        s.holder.store(std::thread::id{}, std::memory_order_relaxed);
         if (discard) return close_claimed(s, close_reason::discarded);
         if (auto why = unusable(s, now)) return close_claimed(s, *why);
         if (is_broken(s)) return close_claimed(s, close_reason::broken);
@@ -422,8 +425,9 @@ private:
         }
     }
 
-    // Under the lock. Serves the waiter at once if it can, else queues it and asks for
-    // connects. Returns a claimed slot, or nullptr with w either queued or failed.
+    // Under the lock. Returns a claimed slot when w can be served without queueing.
+    // Otherwise w is queued, or refused (w.error set), or queued and served at once by
+    // serve_locked() (w.result set, w already in b).
     slot_type* enter_queue(sync_waiter_base& w, time_point now, bool front, batch& b) {
         if (closed_.load(std::memory_order_relaxed)) {
             fail(w, errc::pool_closed, "pool closed");
@@ -451,6 +455,7 @@ private:
         }
         front ? waiters_.push_front(w) : waiters_.push_back(w);
         waiting_.store(waiters_.size(), std::memory_order_seq_cst);
+        promote_head();
         // An idle slot published by a return that saw no waiter yet.
         serve_locked(b, now);
         plan_connects(b, now);
@@ -488,7 +493,9 @@ private:
         }
         finish(b);
         if (claimed != nullptr) return claimed;
-        if (!queued) {  // refused at once: closed, too many waiters, or failing fast
+        // Not queued and not served by enter_queue's own serve_locked(): refused at once
+        // (closed, too many waiters, or failing fast). w.result was written by this thread.
+        if (!queued && w.result == nullptr) {
             err = std::move(w.error);
             return nullptr;
         }
@@ -639,10 +646,21 @@ private:
     // Under the lock, w already dequeued.
     void serve(sync_waiter_base& w, slot_type& s, time_point now, batch& b) {
         waiting_.store(waiters_.size(), std::memory_order_relaxed);
+        promote_head();
         w.result = &s;
         ++waited_;
         waits_.record(now - w.enqueued_at);
         b.complete(&w);
+    }
+
+    // Under the lock: a blocking waiter that reaches the head of the queue is woken ahead
+    // of its turn, so that the connection it is about to get does not wait for it to be
+    // scheduled (see parking_spot).
+    void promote_head() noexcept {
+        sync_waiter_base* h = waiters_.front();
+        if (h == nullptr || h->promoted || h->is_async) return;
+        h->promoted = true;
+        static_cast<sync_waiter&>(*h).spot.promote();
     }
 
     void fail(sync_waiter_base& w, error_code code, std::string message) {
@@ -654,6 +672,7 @@ private:
     void expire(sync_waiter_base& w, std::chrono::nanoseconds timeout) {
         waiters_.remove(w);
         waiting_.store(waiters_.size(), std::memory_order_relaxed);
+        promote_head();
         ++timeouts_;
         fail(w, errc::acquire_timeout, timeout_message(timeout));
     }
@@ -998,13 +1017,18 @@ private:
         batch b;
         {
             std::lock_guard lk(mutex_);
-            raw->result = enter_queue(*raw, Clock::now(), front, b);
+            raw->result = nullptr;
+            slot_type* claimed = enter_queue(*raw, Clock::now(), front, b);
             raw->self = std::move(w);
-            if (raw->queued) {
-                request_timer(raw->deadline);
-            } else {
+            if (claimed != nullptr) {
+                raw->result = claimed;
                 b.complete(raw);
+            } else if (raw->queued) {
+                request_timer(raw->deadline);
+            } else if (raw->result == nullptr) {
+                b.complete(raw);  // refused at once; the error is set
             }
+            // else: enter_queue served it from the queue, and it is in b already
         }
         finish(b);
     }
@@ -1034,6 +1058,7 @@ private:
             if (!w.queued) return;
             waiters_.remove(w);
             waiting_.store(waiters_.size(), std::memory_order_relaxed);
+            promote_head();
             ++cancelled_;
             fail(w, errc::cancelled, "acquire cancelled");
             b.complete(&w);

@@ -14,16 +14,19 @@
 
 #if CONNPOOL_MYSQL_NONBLOCKING
 #include <boost/asio/append.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #endif
 
 #include <chrono>
 #include <concepts>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -221,6 +224,12 @@ private:
             library_timer_.async_wait([self = shared_from_this(), round](error_code ec) {
                 self->on_event(round, MYSQL_WAIT_TIMEOUT, ec);
             });
+        } else if (!descriptor_) {
+            // No socket to watch (the library lost it): let the library find out now rather
+            // than wait for the deadline.
+            asio::post(strand_, [self = shared_from_this(), round, status] {
+                self->on_event(round, status & ~MYSQL_WAIT_TIMEOUT, {});
+            });
         }
     }
 
@@ -295,6 +304,23 @@ private:
     bool done_ = false;
 };
 
+// Runs blocking connects off the caller's executor, for the connects the non-blocking API
+// cannot do (TLS, see factory::async_connect). Two threads, started on first use, so that a
+// factory that never connects with TLS never starts them. Shared by copies of a factory; the
+// last copy joins them (after any connect in flight, at most connect_timeout).
+class blocking_runner {
+public:
+    template <class Work>
+    void post(Work&& work) {
+        std::call_once(started_, [this] { threads_.emplace(2); });
+        asio::post(*threads_, std::forward<Work>(work));
+    }
+
+private:
+    std::once_flag started_;
+    std::optional<asio::thread_pool> threads_;
+};
+
 #endif  // CONNPOOL_MYSQL_NONBLOCKING
 
 }  // namespace detail
@@ -332,42 +358,42 @@ public:
     // Blocking connect, bounded by request.timeout through MYSQL_OPT_CONNECT_TIMEOUT (whole
     // seconds, rounded up; it bounds the TCP connect and each handshake read).
     std::optional<connection> connect(const connect_request& request, error_info& err) {
-        detail::ensure_library();
-        const connect_options o = options();
-        MYSQL* h = mysql_init(nullptr);
-        if (h == nullptr) {
-            err = {make_error_code(errc::connect_failed), "connect failed: out of memory"};
-            return std::nullopt;
-        }
-        if (!detail::configure(h, o, request.timeout, err)) {
-            mysql_close(h);
-            return std::nullopt;
-        }
-        const bool socket = !o.unix_socket.empty();
-        const auto started = std::chrono::steady_clock::now();
-        if (mysql_real_connect(h, socket ? "localhost" : o.host.c_str(), detail::c_str_or_null(o.user),
-                               o.password.c_str(), detail::c_str_or_null(o.database), socket ? 0 : o.port,
-                               socket ? o.unix_socket.c_str() : nullptr, detail::client_flags()) == nullptr) {
-            const bool timed_out = request.timeout.count() > 0 && detail::network_level(mysql_errno(h)) &&
-                                   std::chrono::steady_clock::now() - started >= request.timeout;
-            err = detail::connect_error(h, o, timed_out);
-            mysql_close(h);
-            return std::nullopt;
-        }
-        connection c(h);
-        c.init_commands_ = o.init_commands;
-        return std::optional<connection>(std::move(c));
+        return blocking_connect(options(), request, err);
     }
 
 #if CONNPOOL_MYSQL_NONBLOCKING
     // Non-blocking connect (MYSQL_OPT_NONBLOCK, mysql_real_connect_start/_cont) driven by ex.
     // Handler: void(error_info, std::optional<connection>), called exactly once, never inline,
     // on its associated executor. request.timeout bounds the whole connect (errc::connect_timeout).
-    // Only the options source and DNS resolution run on the calling thread.
+    // Only the options source and DNS resolution run on the calling thread. With TLS enabled the
+    // connect is blocking, on two threads the factory starts on first use (see below), and is
+    // bounded by MYSQL_OPT_CONNECT_TIMEOUT like connect().
     void async_connect(const connect_request& request, asio::any_io_executor ex,
                        connect_handler<connection> handler) {
         detail::ensure_library();
-        auto op = std::make_shared<detail::async_connect_op>(std::move(ex), options(), request, std::move(handler));
+        connect_options o = options();
+        if (o.tls.enabled()) {
+            // Connector/C 3.3's TLS handshake does not suspend under the non-blocking API:
+            // when the server's TLS reply is not in the socket yet, SSL_connect fails at once
+            // ("[2026] TLS/SSL error: Connection timed out (110)") instead of yielding. So a
+            // TLS connect is a blocking connect on the factory's own threads, completed on ex.
+            // The work guard keeps ex's run() going until the handler has been posted to it.
+            runner_->post([o = std::move(o), request, work = asio::make_work_guard(ex), ex,
+                           handler = std::move(handler)]() mutable {
+                error_info err;
+                std::optional<connection> c;
+                try {
+                    c = blocking_connect(o, request, err);
+                } catch (const std::exception& e) {
+                    c.reset();
+                    err = {make_error_code(errc::factory_exception), std::string("factory threw: ") + e.what()};
+                }
+                asio::post(ex, asio::append(std::move(handler), std::move(err), std::move(c)));
+                work.reset();
+            });
+            return;
+        }
+        auto op = std::make_shared<detail::async_connect_op>(std::move(ex), std::move(o), request, std::move(handler));
         op->start();
     }
 #endif
@@ -452,6 +478,35 @@ public:
 private:
     using source_type = std::function<connect_options()>;
 
+    static std::optional<connection> blocking_connect(const connect_options& o, const connect_request& request,
+                                                      error_info& err) {
+        detail::ensure_library();
+        MYSQL* h = mysql_init(nullptr);
+        if (h == nullptr) {
+            err = {make_error_code(errc::connect_failed), "connect failed: out of memory"};
+            return std::nullopt;
+        }
+        if (!detail::configure(h, o, request.timeout, err)) {
+            mysql_close(h);
+            return std::nullopt;
+        }
+        const bool socket = !o.unix_socket.empty();
+        const auto started = std::chrono::steady_clock::now();
+        if (mysql_real_connect(h, socket ? "localhost" : o.host.c_str(), detail::c_str_or_null(o.user),
+                               o.password.c_str(), detail::c_str_or_null(o.database), socket ? 0 : o.port,
+                               socket ? o.unix_socket.c_str() : nullptr, detail::client_flags()) == nullptr) {
+            const bool timed_out = request.timeout.count() > 0 && detail::network_level(mysql_errno(h)) &&
+                                   std::chrono::steady_clock::now() - started >= request.timeout;
+            err = detail::connect_error(h, o, timed_out);
+            mysql_close(h);
+            return std::nullopt;
+        }
+        connection c(h);
+        c.init_commands_ = o.init_commands;
+        return std::optional<connection>(std::move(c));
+    }
+
+
     static bool reset_error(connection& c, error_info& err) {
         error_info e = c.record_error("reset failed");
         c.mark_broken();
@@ -461,6 +516,9 @@ private:
 
     std::shared_ptr<const source_type> source_;
     reset_policy policy_;
+#if CONNPOOL_MYSQL_NONBLOCKING
+    std::shared_ptr<detail::blocking_runner> runner_ = std::make_shared<detail::blocking_runner>();
+#endif
 };
 
 }  // namespace connpool::mysql
