@@ -33,6 +33,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
+#include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 
@@ -131,14 +132,14 @@ public:
 
     lease_type acquire(std::chrono::milliseconds timeout, error_info& err, std::source_location loc) {
         err.clear();
-        const auto started = Clock::now();
-        const auto deadline = started + timeout;
+        std::optional<time_point> deadline;  // read the precise clock only off the fast path
         bool front = false;
         for (;;) {
             std::chrono::nanoseconds waited{};
             slot_type* s = claim_hint();
             if (s == nullptr) {
-                s = acquire_slow(deadline, timeout, err, loc, front, waited);
+                if (!deadline) deadline = Clock::now() + timeout;
+                s = acquire_slow(*deadline, timeout, err, loc, front, waited);
                 if (s == nullptr) return {};
             }
             const auto now = coarse_now<Clock>();
@@ -156,7 +157,10 @@ public:
     }
 
     void async_acquire(acquire_handler handler, error_info* diag, std::source_location loc) {
-        auto w = std::make_shared<async_waiter>(this->shared_from_this(), std::move(handler), diag);
+        // Asio's per-thread recycling allocator: steady-state async acquires do not hit malloc
+        // for their waiter.
+        auto w = std::allocate_shared<async_waiter>(asio::recycling_allocator<async_waiter>(),
+                                                    this->shared_from_this(), std::move(handler), diag);
         w->site = loc;
         auto slot = asio::get_associated_cancellation_slot(w->handler);
         if (slot.is_connected()) {
@@ -1041,10 +1045,9 @@ private:
             l = begin_lease(*w->result, coarse_now<Clock>(), w->site, Clock::now() - w->enqueued_at);
         }
         auto handler = std::move(w->handler);
-        auto ex = asio::get_associated_executor(handler, ex_);
-        auto work = std::move(w->work);
+        auto work = std::move(w->work);  // the handler's executor, with work counted
         w.reset();
-        post_completion(ex, [h = std::move(handler), ec, l = std::move(l), work = std::move(work)]() mutable {
+        post_completion(work, [h = std::move(handler), ec, l = std::move(l)]() mutable {
             auto cs = asio::get_associated_cancellation_slot(h);
             if (cs.is_connected()) cs.clear();
             std::move(h)(ec, std::move(l));
@@ -1231,10 +1234,12 @@ private:
     // initiating call, nor inside another thread's release. A handler's associated
     // executor may not support blocking.never, so the hop goes through the pool's own.
     template <class F>
-    void post_completion(const asio::any_completion_executor& handler_ex, F&& f) {
+    void post_completion(asio::any_completion_executor handler_ex, F&& f) {
         std::unique_lock lk(post_mutex_);
         if (posts_open_) {
-            asio::post(ex_, [handler_ex, f = std::forward<F>(f)]() mutable { asio::dispatch(handler_ex, std::move(f)); });
+            asio::post(ex_, [handler_ex = std::move(handler_ex), f = std::forward<F>(f)]() mutable {
+                asio::dispatch(handler_ex, std::move(f));
+            });
             return;
         }
         lk.unlock();
