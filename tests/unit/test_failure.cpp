@@ -77,6 +77,16 @@ TEST_CASE("a factory's connect timeout is reported as connect_timeout", "[failur
     CHECK(diag.message == "connect timed out: fake server did not answer within 10 ms");
 }
 
+TEST_CASE("a factory message that already names the failure is not prefixed twice", "[failure][connect]") {
+    pool<fake_factory> p(fake_factory{}, {.max_size = 1});
+    p.factory().db->down = true;
+    p.factory().db->refusal = "connect failed: [1045] Access denied for user 'app'";
+    error_code ec;
+    error_info diag;
+    (void)p.acquire(ec, diag);
+    CHECK(diag.message == "connect failed: [1045] Access denied for user 'app'");
+}
+
 TEST_CASE("a hanging connect cannot hang the caller past acquire_timeout", "[failure][hang]") {
     pool<fake_factory> p(fake_factory{}, {.max_size = 1, .acquire_timeout = 50ms});
     p.factory().db->hang = true;

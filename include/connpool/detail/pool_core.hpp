@@ -916,9 +916,12 @@ private:
                 ++consecutive_failures_;
                 consecutive_failures_snapshot_.store(consecutive_failures_);
                 const bool timed_out = e.code == errc::connect_timeout;
-                last_error_ = error_info{timed_out ? make_error_code(errc::connect_timeout)
-                                                   : make_error_code(errc::connect_failed),
-                                         (timed_out ? "connect timed out: " : "connect failed: ") + e.what()};
+                // Adapters may already say "connect failed: ..."; say it once.
+                const std::string prefix = timed_out ? "connect timed out" : "connect failed";
+                std::string message = e.what();
+                if (message.rfind(prefix, 0) != 0) message = prefix + ": " + message;
+                last_error_ = error_info{make_error_code(timed_out ? errc::connect_timeout : errc::connect_failed),
+                                         std::move(message)};
                 backoff_until_ = now + backoff_delay(consecutive_failures_, opts_.backoff_initial, opts_.backoff_max,
                                                      unit_random());
                 // Nothing open and nothing on its way: nobody will hand these waiters a
