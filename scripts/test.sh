@@ -7,7 +7,8 @@
 #      example (the echo example drives the pool from real threads over real sockets), but
 #      not the tests that need a database server (labels pg, mysql),
 #   4. a ThreadSanitizer build (preset tsan): the same tests,
-#   each in its own build directory, build/<preset>.
+#   each in its own build directory, build/<preset>. The sanitizer builds leave the adapters
+#   out (CONNPOOL_WITH_PG/MYSQL=OFF): they would only build tests that do not run there.
 #
 # Usage: scripts/test.sh [--quick] [--no-deps]
 #   --quick    only the plain build (skips both sanitizer builds)

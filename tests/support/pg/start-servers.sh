@@ -61,12 +61,13 @@ fail() {
     exit 1
 }
 
-# A port nobody listens on now. A race with another process is possible but rare; the server start
-# below fails loudly if it happens.
+# A port nobody listens on now, below Linux's ephemeral range (32768-60999), where the local ports of
+# outgoing connections would make bind() fail although nothing listens. Another process may still
+# take it first: the server starts below retry with a new port when bind() fails.
 free_port() {
     local p
     for _ in $(seq 1 200); do
-        p=$(( 20000 + RANDOM % 40000 ))
+        p=$(( 20000 + RANDOM % 12000 ))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0
@@ -114,7 +115,7 @@ rm -f "$state/pwfile"
 cat >>"$state/data/postgresql.conf" <<EOF
 # connpool test cluster: throwaway, so durability is off.
 listen_addresses = '127.0.0.1'
-port = $pg_port
+include_if_exists = '$state/data/port.conf'
 unix_socket_directories = '$state/sock'
 fsync = off
 synchronous_commit = off
@@ -132,8 +133,20 @@ local all all scram-sha-256
 host  all all 127.0.0.1/32 scram-sha-256
 EOF
 
-as_server "$pg_bin/pg_ctl" -D "$state/data" -l "$state/postgres.log" -w -t 60 start >/dev/null \
-    || fail "postgres did not start"
+# port.conf holds only the port, so that a retry after a lost race for it changes nothing else.
+started=0
+for _ in 1 2 3 4 5; do
+    printf "port = %s\n" "$pg_port" > "$state/data/port.conf"
+    [[ $(id -u) == 0 ]] && chown "$server_user:" "$state/data/port.conf"
+    if as_server "$pg_bin/pg_ctl" -D "$state/data" -l "$state/postgres.log" -w -t 60 start >/dev/null; then
+        started=1
+        break
+    fi
+    grep -q "could not bind\|Address already in use" "$state/postgres.log" || break
+    log "port $pg_port was taken, trying another"
+    pg_port=$(free_port) || break
+done
+(( started )) || fail "postgres did not start"
 
 admin_conninfo="host=$state/sock port=$pg_port user=postgres dbname=postgres password=$admin_password"
 PGPASSWORD=$admin_password "$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 \
@@ -165,13 +178,23 @@ pidfile = $state/bouncer/pgbouncer.pid
 ignore_startup_parameters = extra_float_digits
 EOF
     if [[ $(id -u) == 0 ]]; then chown -R "$server_user:" "$state/bouncer"; chmod 600 "$state/bouncer/userlist.txt"; fi
-    as_server pgbouncer -d -q "$state/bouncer/pgbouncer.ini" || fail "pgbouncer did not start"
-    # -d returns before the listener is up: wait for it (bounded).
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$bouncer_port") 2>/dev/null && break
-        sleep 0.05
+    listening=0
+    for _ in 1 2 3 4 5; do
+        sed -i "s/^listen_port = .*/listen_port = $bouncer_port/" "$state/bouncer/pgbouncer.ini"
+        as_server pgbouncer -d -q "$state/bouncer/pgbouncer.ini" || fail "pgbouncer did not start"
+        # -d returns before the listener is up (or before it gives up): wait for it, bounded.
+        for _ in $(seq 1 100); do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$bouncer_port") 2>/dev/null; then listening=1; break; fi
+            grep -q "nowhere to listen" "$state/bouncer/pgbouncer.log" 2>/dev/null && break
+            sleep 0.05
+        done
+        (( listening )) && break
+        grep -q "nowhere to listen" "$state/bouncer/pgbouncer.log" 2>/dev/null || break
+        log "port $bouncer_port was taken, trying another"
+        : > "$state/bouncer/pgbouncer.log"
+        while bouncer_port=$(free_port) && [[ $bouncer_port == "$pg_port" ]]; do :; done
     done
-    (exec 3<>"/dev/tcp/127.0.0.1/$bouncer_port") 2>/dev/null || fail "pgbouncer is not listening"
+    (( listening )) || fail "pgbouncer is not listening"
 fi
 
 # A restart helper for tests (pg_ctl must run as the server's user).
