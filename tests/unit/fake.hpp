@@ -57,6 +57,8 @@ struct fake_db {
     std::atomic<int> resets{0};
     std::atomic<int> next_id{0};
     std::atomic<int> in_connect{0};     // connects in progress right now
+    std::atomic<long> last_connect_timeout_ms{-1};  // what the pool passed
+    std::atomic<long> last_ping_timeout_ms{-1};
 
     // Hanging blocking connects wait here.
     std::mutex m;
@@ -113,8 +115,9 @@ struct basic_fake_factory {
     using connection_type = fake_connection;
     std::shared_ptr<fake_db> db = std::make_shared<fake_db>();
 
-    std::optional<fake_connection> connect(const connect_request&, error_info& e) {
+    std::optional<fake_connection> connect(const connect_request& r, error_info& e) {
         ++db->connects;
+        db->last_connect_timeout_ms = r.timeout.count();
         ++db->in_connect;
         struct leave {
             fake_db& d;
@@ -127,10 +130,11 @@ struct basic_fake_factory {
         return outcome(e);
     }
 
-    void async_connect(const connect_request&, asio::any_io_executor ex, connect_handler<fake_connection> h)
+    void async_connect(const connect_request& r, asio::any_io_executor ex, connect_handler<fake_connection> h)
         requires Async
     {
         ++db->connects;
+        db->last_connect_timeout_ms = r.timeout.count();
         if (db->hang) {
             // Never completes until the test calls complete_hung().
             std::lock_guard lk(pending_m());
@@ -144,8 +148,9 @@ struct basic_fake_factory {
         });
     }
 
-    bool ping(fake_connection& c, std::chrono::milliseconds, error_info& e) {
+    bool ping(fake_connection& c, std::chrono::milliseconds timeout, error_info& e) {
         ++db->pings;
+        db->last_ping_timeout_ms = timeout.count();
         if (db->ping_fails || c.broken || db->down) {
             e = error_info{make_error_code(errc::ping_failed), "fake ping failed"};
             return false;

@@ -250,3 +250,23 @@ TEST_CASE("blocking and async waiters share one FIFO queue", "[async][blocking][
     CHECK(async_pos == 1);  // it came first
     CHECK(sync_pos == 2);
 }
+
+TEST_CASE("a cancellation that arrives after a connection was assigned is ignored", "[async][cancel]") {
+    asio::io_context ctx;
+    async_pool p(ctx, fake_async_factory{}, {.min_idle = 1, .max_size = 1});
+    REQUIRE(poll_until(ctx, [&] { return p.stats().idle == 1; }));
+    asio::cancellation_signal sig;
+    error_code got = make_error_code(errc::pool_closed);
+    bool have = false, done = false;
+    p.async_acquire(asio::bind_cancellation_slot(sig.slot(), [&](error_code ec, lease_t l) {
+        got = ec;
+        have = static_cast<bool>(l);
+        done = true;
+    }));
+    // The idle connection was assigned inside async_acquire; the completion is only posted.
+    sig.emit(asio::cancellation_type::terminal);
+    REQUIRE(poll_until(ctx, [&] { return done; }));
+    CHECK_FALSE(got);
+    CHECK(have);
+    CHECK(p.stats().cancelled == 0);
+}

@@ -240,3 +240,12 @@ TEST_CASE("handed-over connections are not blamed on the thread that returned th
     CHECK(served == 8 * 2000);
     CHECK(reports == 0);  // nobody ever held two leases
 }
+
+TEST_CASE("connect_timeout and ping_timeout reach the factory", "[blocking][options]") {
+    pool<fake_factory> p(fake_factory{}, {.max_size = 1, .connect_timeout = 1234ms,
+                                          .validation = validation_mode::always, .ping_timeout = 567ms});
+    { auto l = p.acquire(); }
+    { auto l = p.acquire(); }  // used before: pinged
+    CHECK(p.factory().db->last_connect_timeout_ms == 1234);
+    CHECK(p.factory().db->last_ping_timeout_ms == 567);
+}
