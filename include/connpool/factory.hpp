@@ -48,6 +48,11 @@ using connect_handler = asio::any_completion_handler<void(error_info, std::optio
 //       // No I/O. false lets a returned connection skip the reset and go straight to idle.
 //   bool is_broken(const connection_type&) const;
 //       // No I/O. true closes the connection on return instead of reusing it.
+//   bool probe(connection_type&);
+//       // Never waits: a non-blocking look at an idle connection, e.g. whether its socket
+//       // became readable with an EOF or an error the server sent before going away.
+//       // false closes it. Housekeeping probes idle connections, so that a server restart
+//       // or a killed session is noticed, and replaced, before anyone acquires it.
 //
 // Thread-safety: the pool may call the factory's members from several threads at once,
 // but never two members on the same connection at once.
@@ -83,6 +88,11 @@ concept has_needs_reset = requires(const F& f, const typename F::connection_type
 template <class F>
 concept has_is_broken = requires(const F& f, const typename F::connection_type& c) {
     { f.is_broken(c) } -> std::convertible_to<bool>;
+};
+
+template <class F>
+concept has_probe = requires(F& f, typename F::connection_type& c) {
+    { f.probe(c) } -> std::convertible_to<bool>;
 };
 
 }  // namespace detail

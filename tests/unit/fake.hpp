@@ -59,6 +59,8 @@ struct fake_db {
     std::atomic<int> in_connect{0};     // connects in progress right now
     std::atomic<long> last_connect_timeout_ms{-1};  // what the pool passed
     std::atomic<long> last_ping_timeout_ms{-1};
+    std::atomic<int> probes{0};
+    std::atomic<int> killed_up_to{0};  // connections with an id up to this are dead (a "restart")
 
     // Hanging blocking connects wait here.
     std::mutex m;
@@ -167,6 +169,15 @@ struct basic_fake_factory {
 
     bool needs_reset(const fake_connection& c) const { return c.dirty; }
     bool is_broken(const fake_connection& c) const { return c.broken; }
+
+    // Only the async fake probes, so that the blocking tests' idle counts never see a
+    // connection that housekeeping is probing.
+    bool probe(fake_connection& c)
+        requires Async
+    {
+        ++db->probes;
+        return c.id > db->killed_up_to;
+    }
 
     std::optional<fake_connection> outcome(error_info& e) {
         if (db->throw_on_connect) throw std::runtime_error("fake factory exploded");

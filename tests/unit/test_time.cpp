@@ -245,3 +245,18 @@ TEST_CASE("min_idle is replenished after a connection closes", "[time][min_idle]
     REQUIRE(poll_until(ctx, [&] { return p.stats().idle == 2; }));
     CHECK(p.factory().db->connects == 3);
 }
+
+TEST_CASE("housekeeping probes idle connections and replaces dead ones before anyone acquires them",
+          "[time][probe][recovery]") {
+    asio::io_context ctx;
+    timed_pool p(ctx, fake_async_factory{}, {.min_idle = 3, .max_size = 4});
+    REQUIRE(poll_until(ctx, [&] { return p.stats().idle == 3; }));
+    p.factory().db->killed_up_to = 3;  // the server restarted: all three are dead
+    run_for(ctx, 1500ms);
+    CHECK(p.factory().db->probes >= 3);
+    CHECK(p.stats().closed_for(close_reason::broken) == 3);
+    REQUIRE(poll_until(ctx, [&] { return p.stats().idle == 3; }));
+    CHECK(p.factory().db->connects == 6);
+    auto l = take(p, ctx);
+    CHECK(l->id > 3);  // nobody is handed a dead one
+}

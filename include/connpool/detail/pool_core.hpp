@@ -288,7 +288,8 @@ public:
         std::uint64_t live_acquires = 0;
         slots_.for_each([&](slot_type& s) {
             switch (s.state.load(std::memory_order_relaxed)) {
-            case slot_state::idle: ++st.idle; break;
+            case slot_state::idle:
+            case slot_state::probing: ++st.idle; break;
             case slot_state::leased:
             case slot_state::orphaned: ++st.in_use; break;
             default: break;
@@ -362,6 +363,7 @@ private:
         sync_waiter_base* done_tail = nullptr;
         std::vector<std::pair<slot_type*, close_reason>> closes;
         std::vector<slot_type*> connects;
+        std::vector<slot_type*> probes;  // idle slots claimed (busy) for a probe
         std::vector<lease_info> leaks;
         std::vector<nested_acquire_event> nested;
         std::vector<asio::any_completion_handler<void(error_code)>> drained;
@@ -373,8 +375,8 @@ private:
             done_tail = w;
         }
         bool empty() const noexcept {
-            return done_head == nullptr && closes.empty() && connects.empty() && leaks.empty() &&
-                   nested.empty() && drained.empty();
+            return done_head == nullptr && closes.empty() && connects.empty() && probes.empty() &&
+                   leaks.empty() && nested.empty() && drained.empty();
         }
     };
 
@@ -810,7 +812,7 @@ private:
         c.waiting = waiters_.size();
         slots_.for_each([&](slot_type& s) {
             auto st = s.state.load(std::memory_order_relaxed);
-            if (st == slot_state::idle) ++c.idle;
+            if (st == slot_state::idle || st == slot_state::probing) ++c.idle;
         });
         c.in_use = open_ - std::min(open_, c.idle);
         creation_policy p;
@@ -974,6 +976,9 @@ private:
             auto connects = std::move(b.connects);
             b.connects.clear();
             for (auto* s : connects) launch_connect(*s);
+            auto probes = std::move(b.probes);
+            b.probes.clear();
+            for (auto* s : probes) run_probe(*s);
             for (auto& leak : b.leaks) report_leak(leak);
             b.leaks.clear();
             for (auto& n : b.nested) report_nested(n);
@@ -1117,6 +1122,7 @@ private:
             evict_idle(coarse, b);
             find_leaks(coarse, b);
             plan_connects(b, now);
+            claim_for_probe(b);
             if (now < backoff_until_) next = std::min(next, backoff_until_);
             timer_expiry_ = next;
         }
@@ -1151,6 +1157,38 @@ private:
                                      : verdict == idle_verdict::max_idle ? close_reason::max_idle
                                                                          : close_reason::idle_timeout;
             if (!claim_idle_for_close(*s, why, b)) ++rank;  // someone took it: it is in use, not idle
+        }
+    }
+
+    // Under the lock: idle slots go busy for a moment, to be probed after the lock.
+    void claim_for_probe(batch& b) {
+        if constexpr (has_probe<Factory>) {
+            slots_.for_each([&](slot_type& s) {
+                slot_state expected = slot_state::idle;
+                if (s.state.compare_exchange_strong(expected, slot_state::probing, std::memory_order_acquire,
+                                                    std::memory_order_relaxed)) {
+                    b.probes.push_back(&s);
+                }
+            });
+        } else {
+            (void)b;
+        }
+    }
+
+    // After the lock: a dead idle connection closes (and is replaced); a live one goes back
+    // to idle, or to a waiter, with its recency unchanged.
+    void run_probe(slot_type& s) noexcept {
+        if constexpr (has_probe<Factory>) {
+            bool alive = false;
+            try {
+                alive = factory_.probe(*s.conn);
+            } catch (...) {
+                alive = false;
+            }
+            if (!alive) return close_claimed(s, close_reason::broken);
+            hand_over(s);
+        } else {
+            (void)s;
         }
     }
 

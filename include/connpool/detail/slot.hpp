@@ -20,6 +20,7 @@ enum class slot_state : std::uint8_t {
     idle,        // has a connection ready; acquire claims it with one CAS to leased
     leased,      // a lease holds it
     busy,        // the pool works on it (reset, ping, close) and nobody else may touch it
+    probing,     // idle, but housekeeping is probing it: counts as idle, cannot be claimed
     orphaned,    // was leased when the pool closed: its return closes it
 };
 

@@ -4,6 +4,7 @@
 #define CONNPOOL_MYSQL_CONNECTION_HPP
 
 #include <connpool/error.hpp>
+#include <connpool/mysql/detail/library.hpp>
 #include <connpool/mysql/error.hpp>
 
 #include <mysql.h>
@@ -76,6 +77,11 @@ public:
     }
 
     bool is_open() const noexcept { return handle_ != nullptr; }
+
+#if CONNPOOL_MYSQL_MARIADB
+    // The socket, for a readiness check that must not count as using the session.
+    int socket() const noexcept { return handle_ ? static_cast<int>(mysql_get_socket(handle_)) : -1; }
+#endif
     explicit operator bool() const noexcept { return is_open(); }
 
     // The server's id of this session (what KILL takes, CONNECTION_ID() returns).

@@ -11,6 +11,9 @@
 #include <connpool/mysql/options.hpp>
 
 #include <mysql.h>
+#include <poll.h>
+
+#include <cerrno>
 
 #if CONNPOOL_MYSQL_NONBLOCKING
 #include <boost/asio/append.hpp>
@@ -474,6 +477,25 @@ public:
 
     // No I/O: true when the connection saw a connection-level error and must be closed.
     bool is_broken(const connection& c) const noexcept { return c.broken(); }
+
+#if CONNPOOL_MYSQL_MARIADB
+    // Never waits. The server sends nothing to an idle session unless it is going away (KILL,
+    // wait_timeout, shutdown: an error packet, then EOF), so a readable socket means dead.
+    // Housekeeping calls this on idle connections, so that the pool replaces dead ones before
+    // anyone acquires them.
+    bool probe(connection& c) noexcept {
+        if (c.broken()) return false;
+        const int fd = c.socket();
+        if (fd < 0) return false;
+        pollfd p{};
+        p.fd = fd;
+        p.events = POLLIN;
+        const int ready = ::poll(&p, 1, 0);
+        if (ready == 0 || (ready < 0 && errno == EINTR)) return true;
+        c.mark_broken();
+        return false;
+    }
+#endif
 
 private:
     using source_type = std::function<connect_options()>;

@@ -496,6 +496,33 @@ public:
     // No I/O: PQstatus, or a fatal error seen by the connection's helpers or report().
     bool is_broken(const connection& c) const { return c.is_broken(); }
 
+    // Never waits. An idle backend has nothing to say, so a readable socket means the
+    // server is talking anyway: a NOTICE or NOTIFY (harmless), or the FATAL message and EOF
+    // of a terminated backend or a shutting-down server, which PQconsumeInput turns into
+    // CONNECTION_BAD. Housekeeping calls this on idle connections, so that the pool
+    // replaces dead ones before anyone acquires them.
+    bool probe(connection& c) {
+        PGconn* n = c.native_handle();
+        if (n == nullptr || c.is_broken()) return false;
+        const int fd = PQsocket(n);
+        if (fd < 0) return false;
+        pollfd p{};
+        p.fd = fd;
+        p.events = POLLIN;
+        const int ready = ::poll(&p, 1, 0);
+        if (ready == 0) return true;
+        if (ready < 0) return errno == EINTR;
+        if ((p.revents & (POLLERR | POLLNVAL)) != 0) {
+            c.mark_broken();
+            return false;
+        }
+        if (PQconsumeInput(n) == 0 || PQstatus(n) != CONNECTION_OK) {
+            c.mark_broken();
+            return false;
+        }
+        return true;
+    }
+
 private:
     static std::function<conninfo()> constant_source(conninfo info) {
         return [info = std::move(info)] { return info; };
