@@ -178,7 +178,12 @@ private:
     auto initiate(Token&& token, error_info* diag, std::source_location loc) {
         return asio::async_initiate<Token, void(error_code, lease_type)>(
             [core = core_, diag, loc](auto handler) {
-                core->async_acquire(typename core_type::acquire_handler(std::move(handler)), diag, loc);
+                // The handler's executor, with work counted, taken while its type is still
+                // known: converting it after type erasure would allocate.
+                executor_type work = asio::prefer(asio::get_associated_executor(handler, core->get_executor()),
+                                                  asio::execution::outstanding_work.tracked);
+                core->async_acquire(typename core_type::acquire_handler(std::move(handler)), std::move(work), diag,
+                                    loc);
             },
             token);
     }

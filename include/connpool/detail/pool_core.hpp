@@ -156,11 +156,14 @@ public:
         }
     }
 
-    void async_acquire(acquire_handler handler, error_info* diag, std::source_location loc) {
+    // work: the handler's associated executor with outstanding work tracked, taken before
+    // the handler was type-erased (as an any_io_executor it costs no allocation).
+    void async_acquire(acquire_handler handler, executor_type work, error_info* diag, std::source_location loc) {
         // Asio's per-thread recycling allocator: steady-state async acquires do not hit malloc
         // for their waiter.
         auto w = std::allocate_shared<async_waiter>(asio::recycling_allocator<async_waiter>(),
-                                                    this->shared_from_this(), std::move(handler), diag);
+                                                    this->shared_from_this(), std::move(handler), std::move(work),
+                                                    diag);
         w->site = loc;
         auto slot = asio::get_associated_cancellation_slot(w->handler);
         if (slot.is_connected()) {
@@ -342,18 +345,14 @@ private:
     };
 
     struct async_waiter : sync_waiter_base {
-        async_waiter(std::shared_ptr<pool_core> c, acquire_handler h, error_info* d)
-            : core(std::move(c)),
-              handler(std::move(h)),
-              diag(d),
-              work(asio::prefer(asio::get_associated_executor(handler, core->ex_),
-                                asio::execution::outstanding_work.tracked)) {
+        async_waiter(std::shared_ptr<pool_core> c, acquire_handler h, executor_type w, error_info* d)
+            : core(std::move(c)), handler(std::move(h)), diag(d), work(std::move(w)) {
             this->is_async = true;
         }
         std::shared_ptr<pool_core> core;
         acquire_handler handler;
         error_info* diag;
-        asio::any_completion_executor work;  // keeps the handler's executor from running out of work
+        executor_type work;  // the handler's executor, kept from running out of work
         std::shared_ptr<async_waiter> self;  // set while the pool owes it a completion
     };
 
@@ -461,7 +460,6 @@ private:
         }
         front ? waiters_.push_front(w) : waiters_.push_back(w);
         waiting_.store(waiters_.size(), std::memory_order_seq_cst);
-        promote_head();
         // An idle slot published by a return that saw no waiter yet.
         serve_locked(b, now);
         plan_connects(b, now);
@@ -652,21 +650,10 @@ private:
     // Under the lock, w already dequeued.
     void serve(sync_waiter_base& w, slot_type& s, time_point now, batch& b) {
         waiting_.store(waiters_.size(), std::memory_order_relaxed);
-        promote_head();
         w.result = &s;
         ++waited_;
         waits_.record(now - w.enqueued_at);
         b.complete(&w);
-    }
-
-    // Under the lock: a blocking waiter that reaches the head of the queue is woken ahead
-    // of its turn, so that the connection it is about to get does not wait for it to be
-    // scheduled (see parking_spot).
-    void promote_head() noexcept {
-        sync_waiter_base* h = waiters_.front();
-        if (h == nullptr || h->promoted || h->is_async) return;
-        h->promoted = true;
-        static_cast<sync_waiter&>(*h).spot.promote();
     }
 
     void fail(sync_waiter_base& w, error_code code, std::string message) {
@@ -678,7 +665,6 @@ private:
     void expire(sync_waiter_base& w, std::chrono::nanoseconds timeout) {
         waiters_.remove(w);
         waiting_.store(waiters_.size(), std::memory_order_relaxed);
-        promote_head();
         ++timeouts_;
         fail(w, errc::acquire_timeout, timeout_message(timeout));
     }
@@ -1069,8 +1055,7 @@ private:
             if (!w.queued) return;
             waiters_.remove(w);
             waiting_.store(waiters_.size(), std::memory_order_relaxed);
-            promote_head();
-            ++cancelled_;
+                ++cancelled_;
             fail(w, errc::cancelled, "acquire cancelled");
             b.complete(&w);
         }
@@ -1274,8 +1259,8 @@ private:
     // A completion goes to the handler's executor as if by post: never inline in the
     // initiating call, nor inside another thread's release. A handler's associated
     // executor may not support blocking.never, so the hop goes through the pool's own.
-    template <class F>
-    void post_completion(asio::any_completion_executor handler_ex, F&& f) {
+    template <class Executor, class F>
+    void post_completion(Executor handler_ex, F&& f) {
         std::unique_lock lk(post_mutex_);
         if (posts_open_) {
             asio::post(ex_, [handler_ex = std::move(handler_ex), f = std::forward<F>(f)]() mutable {

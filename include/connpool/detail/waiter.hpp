@@ -10,7 +10,6 @@
 #include <cstddef>
 #include <mutex>
 #include <source_location>
-#include <thread>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -24,8 +23,7 @@ template <class Slot, class TimePoint>
 struct waiter {
     waiter* prev = nullptr;
     waiter* next = nullptr;
-    bool queued = false;    // guarded by the pool's lock
-    bool promoted = false;  // guarded by the pool's lock: was told it is first in line
+    bool queued = false;  // guarded by the pool's lock
     bool is_async = false;
 
     TimePoint deadline{};
@@ -93,29 +91,18 @@ private:
     std::size_t size_ = 0;
 };
 
-// How a blocking waiter waits. On this kind of machine a parked thread costs tens of
-// microseconds to wake (an idle vCPU halts), longer than a query. So:
-// - every waiter spins a little, then yields a little, then parks;
-// - the waiter at the head of the queue is woken ahead of time ("promoted") and stays
-//   awake, yielding, so that the next returned connection finds it running: the wake-up
-//   cost moves off the critical path, while the other waiters sleep.
+// How a blocking waiter waits: spin briefly, then park. Measured with PostgreSQL on 2
+// vCPUs (bench/README.md), yielding or keeping the head of the queue awake cost more than
+// it saved: the database server needs those CPUs, and sched_yield took 60 % of the
+// client's time. A short spin catches a hand-over that is already under way.
 class parking_spot {
 public:
     static constexpr int spin_rounds = 64;
-    static constexpr int yield_rounds = 16;
 
     // Called by the completer, exactly once, after it wrote the outcome.
     void notify() noexcept {
         std::lock_guard lk(m_);
         done_.store(true, std::memory_order_release);
-        if (parked_) cv_.notify_one();
-    }
-
-    // The waiter is now first in line: stop sleeping. Called under the pool's lock, at
-    // most once per waiter, before notify().
-    void promote() noexcept {
-        std::lock_guard lk(m_);
-        head_.store(true, std::memory_order_release);
         if (parked_) cv_.notify_one();
     }
 
@@ -125,48 +112,29 @@ public:
     // completer no longer touches this object.
     template <class Deadline>
     bool wait_until(const Deadline& deadline) {
-        return wait_impl([&](std::unique_lock<std::mutex>& lk, auto pred) { return cv_.wait_until(lk, deadline, pred); },
-                         [&] { return Deadline::clock::now() >= deadline; });
+        if (spin()) return true;
+        std::unique_lock lk(m_);
+        parked_ = true;
+        const bool notified = cv_.wait_until(lk, deadline, [&] { return done(); });
+        parked_ = false;
+        return notified;
     }
 
     void wait() {
-        wait_impl([&](std::unique_lock<std::mutex>& lk, auto pred) { cv_.wait(lk, pred); return pred(); },
-                  [] { return false; });
+        if (spin()) return;
+        std::unique_lock lk(m_);
+        parked_ = true;
+        cv_.wait(lk, [&] { return done(); });
+        parked_ = false;
     }
 
 private:
-    template <class Park, class Expired>
-    bool wait_impl(Park park, Expired expired) {
-        if (spin()) return true;
-        for (;;) {
-            if (head_.load(std::memory_order_acquire)) {
-                // First in line: stay on the CPU, but let others run.
-                for (int i = 0; !done(); ++i) {
-                    std::this_thread::yield();
-                    if ((i & 63) == 63 && expired()) return done() ? settle() : false;
-                }
-                return settle();
-            }
-            std::unique_lock lk(m_);
-            parked_ = true;
-            const bool woke = park(lk, [&] { return done() || head_.load(std::memory_order_relaxed); });
-            parked_ = false;
-            if (done()) return true;  // we hold m_: the completer has let go
-            if (!woke) return false;  // deadline
-            // promoted: loop back to the yielding wait
-        }
-    }
-
     bool spin() noexcept {
         for (int i = 0; i < spin_rounds; ++i) {
             if (done()) return settle();
 #if defined(__x86_64__) || defined(__i386__)
             _mm_pause();
 #endif
-        }
-        for (int i = 0; i < yield_rounds; ++i) {
-            if (done()) return settle();
-            std::this_thread::yield();
         }
         return false;
     }
@@ -181,8 +149,7 @@ private:
     std::mutex m_;
     std::condition_variable cv_;
     std::atomic<bool> done_{false};
-    std::atomic<bool> head_{false};
-    bool parked_ = false;  // guarded by m_
+    bool parked_ = false;  // guarded by m_: notify only a parked waiter (saves a futex call)
 };
 
 }  // namespace connpool::detail
