@@ -61,6 +61,30 @@ struct slow_factory {
 
 // ------------------------------------------------------------------ helpers
 
+// Counts failed acquires, so that a benchmark reports them instead of dying on an
+// exception in a worker thread. A failed acquire with no error code set is a pool bug,
+// counted on its own.
+struct acquire_failures {
+    std::atomic<std::uint64_t> with_error{0};
+    std::atomic<std::uint64_t> without_error{0};
+
+    std::uint64_t total() const noexcept { return with_error.load() + without_error.load(); }
+
+    // For connpool: acquire(ec), counting a failure.
+    template <class Pool>
+    auto acquire(Pool& pool) {
+        connpool::error_code ec;
+        auto l = pool.acquire(ec);
+        if (!l) (ec ? with_error : without_error).fetch_add(1, std::memory_order_relaxed);
+        return l;
+    }
+
+    std::string describe() const {
+        return "acquire failed " + std::to_string(total()) + " times (" + std::to_string(without_error.load()) +
+               " empty leases with no error code: a pool bug)";
+    }
+};
+
 // Burns CPU for d: a request that computes while it holds its connection. Sleeping would
 // measure the timer slack (50 us by default) instead of the hold time.
 inline void busy_for(std::chrono::nanoseconds d) {

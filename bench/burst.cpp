@@ -55,7 +55,9 @@ void bm_connpool(benchmark::State& state) {
         slow_pool pool(bench::slow_factory{connect_delay, &connects}, o);
         while (pool.stats().idle < 5) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         const auto before = connects.load();
-        run_burst(state, [&] { return pool.acquire(); });
+        bench::acquire_failures failures;
+        run_burst(state, [&] { return failures.acquire(pool); });
+        if (failures.total() != 0) state.SkipWithError(failures.describe().c_str());
         // Let every connect started during the burst land (they are never aborted), then
         // a little longer for housekeeping to act on what it sees.
         for (int i = 0; i < 200 && pool.stats().creating > 0; ++i) {

@@ -62,6 +62,7 @@ struct db_bench {
         o.max_size = cfg.size;
         o.max_connecting = cfg.size;
         o.reset_on_return = cfg.reset_on_return;
+        o.acquire_timeout = std::chrono::seconds(5);  // counted as an error, not a stall
         return o;
     }
 
@@ -186,11 +187,12 @@ struct db_bench {
     }
 
     // Registers name/{per_request,dedicated,connpool,textbook} for the given thread counts
-    // and pool sizes. Dedicated runs only where the threads are no more than the largest
+    // and pool sizes (the textbook pool only at textbook_sizes x textbook_threads). Dedicated runs only where the threads are no more than the largest
     // pool size (the comparison the targets make), per_request once per thread count.
     static void register_family(const std::string& prefix, std::function<factory()> make,
                                 const std::vector<int>& thread_counts, const std::vector<int>& sizes,
-                                const std::vector<int>& textbook_threads, double min_time) {
+                                const std::vector<int>& textbook_sizes, const std::vector<int>& textbook_threads,
+                                double min_time) {
         const int largest = *std::max_element(sizes.begin(), sizes.end());
         for (int t : thread_counts) {
             benchmark::RegisterBenchmark((prefix + "/per_request").c_str(), per_request, config{make, 0, true})
@@ -225,6 +227,7 @@ struct db_bench {
                     ->MinTime(min_time)
                     ->Unit(benchmark::kMicrosecond);
             }
+            if (std::find(textbook_sizes.begin(), textbook_sizes.end(), size) == textbook_sizes.end()) continue;
             for (int t : textbook_threads) {
                 benchmark::RegisterBenchmark((prefix + "/textbook/size:" + std::to_string(size)).c_str(),
                                              textbook_blocking, config{make, static_cast<std::size_t>(size), true})

@@ -32,7 +32,7 @@ std::function<cm::factory()> maker(cm::connect_options o, cm::reset_policy p = c
 void register_all() {
     const std::string host = bench::env_or("CONNPOOL_MYSQL_HOST");
     const std::string socket = bench::env_or("CONNPOOL_MYSQL_SOCKET");
-    const double min_time = std::stod(bench::env_or("CONNPOOL_BENCH_MIN_TIME", "1.0"));
+    const double min_time = std::stod(bench::env_or("CONNPOOL_BENCH_MIN_TIME", "0.3"));
     if (host.empty() || socket.empty()) {
         std::cerr << "mysql_bench: CONNPOOL_MYSQL_HOST, _PORT, _SOCKET, _USER, _PASSWORD, _DATABASE must be set "
                      "(bench/run.sh starts a server and sets them)\n";
@@ -49,7 +49,7 @@ void register_all() {
 
     for (const auto& [name, o] : {std::pair{std::string("tcp"), tcp}, std::pair{std::string("unix"), unix_socket}}) {
         const std::string prefix = "mysql/" + name;
-        blocking::register_family(prefix, maker(o), {1, 2, 8}, {2, 4}, {8}, min_time);
+        blocking::register_family(prefix, maker(o), {1, 2, 8}, {2, 4}, {4}, {8}, min_time);
         // No reset at all: the like-for-like comparison with a dedicated connection, which is
         // never reset either.
         for (int t : {1, 2, 4, 8}) {

@@ -40,7 +40,7 @@ std::function<pg::factory()> maker(std::string conninfo, pg::factory_options o =
 // ------------------------------------------------------------------ async face
 
 std::chrono::milliseconds async_duration() {
-    return std::chrono::milliseconds(std::stol(bench::env_or("CONNPOOL_BENCH_ASYNC_MS", "2000")));
+    return std::chrono::milliseconds(std::stol(bench::env_or("CONNPOOL_BENCH_ASYNC_MS", "1000")));
 }
 
 struct async_record {
@@ -148,7 +148,7 @@ void bm_async(benchmark::State& state, std::string conninfo, bool dedicated) {
 void register_all() {
     const std::string tcp = bench::env_or("CONNPOOL_PG_CONNINFO");
     const std::string unix_socket = bench::env_or("CONNPOOL_PG_SOCKET_CONNINFO");
-    const double min_time = std::stod(bench::env_or("CONNPOOL_BENCH_MIN_TIME", "1.0"));
+    const double min_time = std::stod(bench::env_or("CONNPOOL_BENCH_MIN_TIME", "0.3"));
     if (tcp.empty() || unix_socket.empty()) {
         std::cerr << "pg_bench: CONNPOOL_PG_CONNINFO and CONNPOOL_PG_SOCKET_CONNINFO must be set "
                      "(bench/run.sh starts a server and sets them)\n";
@@ -156,7 +156,7 @@ void register_all() {
     }
     for (const auto& [name, conninfo] : {std::pair{std::string("tcp"), tcp}, std::pair{std::string("unix"), unix_socket}}) {
         const std::string prefix = "pg/" + name;
-        blocking::register_family(prefix, maker(conninfo), {1, 2, 8, 32}, {2, 4}, {8, 32}, min_time);
+        blocking::register_family(prefix, maker(conninfo), {1, 2, 8, 32}, {2, 4}, {4}, {8, 32}, min_time);
         // {io threads, coroutines, pool size}
         for (long io : {1L, 2L}) {
             benchmark::RegisterBenchmark((prefix + "/async_connpool").c_str(), bm_async, conninfo, false)

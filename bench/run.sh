@@ -8,10 +8,10 @@
 #   bench/run.sh [PART...]      PART: overhead fairness burst compile pg mysql (default: all)
 #
 # Environment:
-#   CONNPOOL_BENCH_REPS      repetitions of each benchmark, randomly interleaved (default 3):
+#   CONNPOOL_BENCH_REPS      repetitions of each benchmark, randomly interleaved (default 5):
 #                            this machine is shared and noisy, so ratios come from medians of
 #                            runs interleaved with their baselines
-#   CONNPOOL_BENCH_MIN_TIME  seconds per database benchmark repetition (default 0.5)
+#   CONNPOOL_BENCH_MIN_TIME  seconds per database benchmark repetition (default 0.3)
 #   CONNPOOL_BENCH_PIN       a taskset CPU list to pin the benches to (default: unpinned)
 # The whole run takes about 12 minutes on 2 vCPUs.
 set -euo pipefail
@@ -20,8 +20,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 build=$root/build/bench
 results=$here/results
-reps=${CONNPOOL_BENCH_REPS:-3}
-export CONNPOOL_BENCH_MIN_TIME=${CONNPOOL_BENCH_MIN_TIME:-0.5}
+reps=${CONNPOOL_BENCH_REPS:-5}
+export CONNPOOL_BENCH_MIN_TIME=${CONNPOOL_BENCH_MIN_TIME:-0.3}
 pin=${CONNPOOL_BENCH_PIN:-}
 
 parts=("$@")
@@ -56,14 +56,18 @@ bin=$build/bench
 
 # --- the machine -----------------------------------------------------------------------------
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
-python3 - "$results/machine.json" "$cpu_model" "$(nproc)" "${pin:-}" "$reps" "$CONNPOOL_BENCH_MIN_TIME" <<'PY'
+# Which core was measured: the commit, and a hash of the headers (the tree may be uncommitted).
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo none)
+headers=$(cd "$root" && find include -name '*.hpp' | sort | xargs sha256sum | sha256sum | cut -c1-12)
+python3 - "$results/machine.json" "$cpu_model" "$(nproc)" "${pin:-}" "$reps" "$CONNPOOL_BENCH_MIN_TIME" \
+    "$commit" "$headers" <<'PY'
 import json, sys, datetime, platform, os
-path, cpu, nproc, pin, reps, min_time = sys.argv[1:]
+path, cpu, nproc, pin, reps, min_time, commit, headers = sys.argv[1:]
 load = open('/proc/loadavg').read().split()[:3]
 json.dump({"cpu_model": cpu, "nproc": int(nproc), "pinned": pin or None, "repetitions": int(reps),
            "db_min_time_s": float(min_time), "kernel": platform.release(),
            "date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"),
-           "load_before": load}, open(path, "w"), indent=2)
+           "commit": commit, "headers_sha256": headers, "load_before": load}, open(path, "w"), indent=2)
 PY
 
 runner=()
@@ -84,7 +88,7 @@ run_bench() {
     fi
 }
 
-want overhead && run_bench overhead "$bin/connpool_bench_overhead" --benchmark_min_time=0.4
+want overhead && run_bench overhead "$bin/connpool_bench_overhead"
 want fairness && run_bench fairness "$bin/connpool_bench_fairness"
 want burst && run_bench burst "$bin/connpool_bench_burst"
 
@@ -148,6 +152,11 @@ if want pg; then
         log "starting PostgreSQL"
         if "$root/tests/support/pg/start-servers.sh" "$pg_env" --no-pgbouncer >"$work/pg-start.log" 2>&1; then
             (set -a; . "$pg_env"; set +a; run_bench pg "$bin/connpool_bench_pg")
+            # The target comparisons again, with many short interleaved repetitions: the
+            # medians of the main run's 5 still swing with the machine's other load.
+            (set -a; . "$pg_env"; set +a; CONNPOOL_BENCH_MIN_TIME=0.2 reps=15 run_bench pg_confirm \
+                "$bin/connpool_bench_pg" --benchmark_repetitions=15 \
+                '--benchmark_filter=pg/(tcp|unix)/(dedicated/.*threads:(2|4)|connpool/size:2/.*threads:2|connpool/size:4/.*threads:(2|4|32)|textbook/size:4/.*threads:32)$')
             "$root/tests/support/pg/stop-servers.sh" "$pg_env" || true
         else
             log "PostgreSQL did not start:"; cat "$work/pg-start.log" >&2
@@ -171,6 +180,13 @@ if want mysql; then
         fi
     fi
 fi
+
+python3 - "$results/machine.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["load_after"] = open('/proc/loadavg').read().split()[:3]
+json.dump(m, open(sys.argv[1], "w"), indent=2)
+PY
 
 # --- summary, plots, README ------------------------------------------------------------------
 python3 "$here/summarize.py" "$results" "$here/README.md"

@@ -34,7 +34,7 @@ def parse_name(run_name):
         if m:
             v = float(m.group(2))
             params[m.group(1)] = int(v) if v.is_integer() else v
-        elif tok != "real_time":
+        elif tok not in ("real_time", "manual_time"):
             family.append(tok)
     params.setdefault("threads", 1)
     return "/".join(family), params
@@ -46,10 +46,12 @@ def medians(doc):
     if not doc:
         return out
     runs = {}
+    errors = {}
     for b in doc.get("benchmarks", []):
-        if b.get("error_occurred"):
-            continue
         key = b.get("run_name", b["name"])
+        if b.get("error_occurred"):
+            errors.setdefault(key, []).append(b.get("error_message", "error"))
+            continue
         if b.get("run_type") == "aggregate":
             if b.get("aggregate_name") == "median":
                 runs[key] = (2, b)
@@ -63,12 +65,22 @@ def medians(doc):
         rec["cpu_ns"] = b["cpu_time"] * scale
         rec["params"] = params
         rec["family"] = fam
+        if key in errors:
+            rec["failed_runs"] = len(errors[key])
+            rec["error"] = errors[key][0]
         out[key] = rec
+    # Benchmarks that failed in every repetition: an error record, so that the table says so.
+    for key, msgs in errors.items():
+        if key not in out:
+            fam, params = parse_name(key)
+            out[key] = {"family": fam, "params": params, "error": msgs[0], "failed_runs": len(msgs), "failed": True}
     return out
 
 
-def find(recs, family, **params):
+def find(recs, family, include_failed=False, **params):
     for r in recs.values():
+        if r.get("failed") and not include_failed:
+            continue
         if r["family"] != family:
             continue
         if all(r["params"].get(k) == v for k, v in params.items()):
@@ -115,17 +127,23 @@ plots = []  # (png, gnuplot script text)
 
 # ----------------------------------------------------------------- pool overhead
 ov = medians(load("overhead.json"))
+
+
+def cyc_ns(r):
+    return 1e9 / r["cycles_per_s"] if r and r.get("cycles_per_s") else None
+
+
 if ov:
     sec = "overhead"
     c1 = find(ov, "overhead/connpool/blocking", size=1, threads=1)
     t1 = find(ov, "overhead/textbook/blocking", size=1, threads=1)
     if c1 and t1:
-        ok = c1["real_ns"] <= 20 and c1["real_ns"] <= t1["real_ns"]
-        add(sec, "1 thread, pool 1: ns per acquire+release (cpu ns in brackets)",
-            f"{c1['real_ns']:.1f} ns ({c1['cpu_ns']:.1f})", f"{t1['real_ns']:.1f} ns ({t1['cpu_ns']:.1f})",
-            f"{c1['real_ns'] / t1['real_ns']:.2f}x cost", "<= 20 ns and <= textbook", verdict(ok))
-        add(sec, "allocations per cycle, uncontended (1 thread)", f"{c1.get('allocs_per_cycle', 0):.3f}",
-            f"{t1.get('allocs_per_cycle', 0):.3f}", "-", "0", verdict(c1.get("allocs_per_cycle", 1) < 0.001))
+        ok = cyc_ns(c1) <= 20 and cyc_ns(c1) <= cyc_ns(t1)
+        add(sec, "1 thread, pool 1: ns per acquire+release (CPU ns per cycle in brackets)",
+            f"{cyc_ns(c1):.1f} ns ({c1.get('cpu_ns_per_cycle', 0):.1f})", f"{cyc_ns(t1):.1f} ns ({t1.get('cpu_ns_per_cycle', 0):.1f})",
+            f"{cyc_ns(c1) / cyc_ns(t1):.2f}x cost", "<= 20 ns and <= textbook", verdict(ok))
+        add(sec, "allocations per cycle, uncontended (1 thread)", f"{c1.get('allocs_per_cycle', 0):.4f}",
+            f"{t1.get('allocs_per_cycle', 0):.4f}", "-", "0", verdict(c1.get("allocs_per_cycle", 1) < 0.001))
     data = []
     for t in (1, 2, 4, 8, 16):
         half = max(1, t // 2)
@@ -133,32 +151,40 @@ if ov:
         for fam in ("overhead/connpool/blocking", "overhead/textbook/blocking"):
             for size in (t, half):
                 r = find(ov, fam, size=size, threads=t)
-                row.append(r["real_ns"] if r else float("nan"))
+                row.append(cyc_ns(r) if r else float("nan"))
         data.append(row)
         if t == 1:
             continue
         for size, label in ((t, "pool = threads"), (half, "pool = threads/2")):
             c = find(ov, "overhead/connpool/blocking", size=size, threads=t)
             b = find(ov, "overhead/textbook/blocking", size=size, threads=t)
+            cf = find(ov, "overhead/connpool/blocking", include_failed=True, size=size, threads=t)
+            if cf and cf.get("error"):
+                n = cf["failed_runs"]
+                add(sec, f"{t} threads, {label} ({size}): connpool FAILED in {n} of "
+                         f"{(load('machine.json') or {}).get('repetitions', '?')} repetitions",
+                    cf["error"], fmt_ns(cyc_ns(b)) if b else "-", "-", "no failure", "**ERROR**")
             if not (c and b):
                 continue
-            speed = b["real_ns"] / c["real_ns"]
-            ok = c["real_ns"] <= 30 and speed >= 4
+            speed = cyc_ns(b) / cyc_ns(c)
+            ok = cyc_ns(c) <= 30 and speed >= 4
             extra = ""
-            if c.get("waited_fraction") is not None and c.get("waited_fraction", 0) > 0.01:
-                extra = f", {c['waited_fraction'] * 100:.0f}% of acquires waited"
-            add(sec, f"{t} threads, {label} ({size}): aggregate ns/cycle{extra}", fmt_ns(c["real_ns"]),
-                fmt_ns(b["real_ns"]), f"{speed:.2f}x throughput", "<= 30 ns, >= 4x textbook", verdict(ok))
+            if c.get("waited_fraction", 0) > 0.01:
+                extra = f"; {c['waited_fraction'] * 100:.0f}% of acquires waited"
+            add(sec, f"{t} threads, {label} ({size}): aggregate ns/cycle (CPU ns per cycle){extra}",
+                f"{cyc_ns(c):.1f} ns ({c.get('cpu_ns_per_cycle', 0):.0f})", f"{cyc_ns(b):.1f} ns ({b.get('cpu_ns_per_cycle', 0):.0f})",
+                f"{speed:.2f}x throughput", "<= 30 ns, >= 4x textbook", verdict(ok))
             if size == t:
-                add(sec, f"{t} threads, pool {size}: allocations per cycle", f"{c.get('allocs_per_cycle', 0):.3f}",
-                    f"{b.get('allocs_per_cycle', 0):.3f}", "-", "0", verdict(c.get("allocs_per_cycle", 1) < 0.001))
+                add(sec, f"{t} threads, pool {size}: allocations per cycle", f"{c.get('allocs_per_cycle', 0):.4f}",
+                    f"{b.get('allocs_per_cycle', 0):.4f}", "-", "0", verdict(c.get("allocs_per_cycle", 1) < 0.001))
     for r in sorted((r for r in ov.values() if r["family"] == "overhead/connpool/async"),
                     key=lambda r: (r["params"]["io"], r["params"]["coros"], -r["params"]["size"])):
         p = r["params"]
-        ns = 1e9 / r["cycles_per_s"] if r.get("cycles_per_s") else None
-        add(sec, f"async: {p['coros']} coroutines, {p['io']} io thread(s), pool {p['size']}: ns/cycle, allocs/cycle",
-            f"{fmt_ns(ns)}, {r.get('allocs_per_cycle', 0):.2f} allocs", "-", "-",
-            "report; no allocation", verdict(r.get("allocs_per_cycle", 1) < 0.001) if p["coros"] == 1 else "n/a")
+        add(sec, f"async: {p['coros']} coroutine(s), {p['io']} io thread(s), pool {p['size']}: "
+                 f"ns/cycle (CPU ns), allocations per cycle",
+            f"{fmt_ns(cyc_ns(r))} ({r.get('cpu_ns_per_cycle', 0):.0f}), {r.get('allocs_per_cycle', 0):.2f} allocs",
+            "-", "-", "no allocation uncontended" if p["coros"] == 1 else "report",
+            verdict(r.get("allocs_per_cycle", 1) < 0.001) if p["coros"] == 1 else "n/a")
     with open(os.path.join(results_dir, "overhead.dat"), "w") as f:
         f.write("# threads connpool(pool=threads) connpool(pool=threads/2) textbook(pool=threads) "
                 "textbook(pool=threads/2), ns per cycle\n")
@@ -339,10 +365,17 @@ def db_section(db, recs, thread_counts, sizes, plot_prefix):
                     vals.append(f"{v:g}" if v else "?")
                     if r and v:
                         detail.append((transport, n + (f" pool {p['size']}" if p else ""), t, v, r["p50_us"],
-                                       r["p99_us"]))
+                                       r["p99_us"], r.get("errors", 0)))
                 f.write(f"{t} " + " ".join(vals) + "\n")
         cols = []
+        present = set()
+        for t in all_threads:
+            for i, (n, p) in enumerate(series):
+                if rate(n, threads=t, **p)[0]:
+                    present.add(i)
         for i, (n, p) in enumerate(series):
+            if i not in present:
+                continue
             label = {"per_request": "connect per request", "dedicated": "dedicated connection per thread"}.get(
                 n, f"{n} pool {p.get('size')}" if p else n)
             style = "dt 2" if n == "textbook" else ""
@@ -361,13 +394,53 @@ plot {', '.join(cols)}
     return detail
 
 
+def confirm_section(recs):
+    for transport in ("tcp", "unix"):
+        base = f"pg/{transport}"
+
+        def rate(fam, **p):
+            r = find(recs, f"{base}/{fam}", **p)
+            return (r["req_per_s"], r) if r and r.get("req_per_s") else (None, r)
+
+        sec = f"pg {transport}, 15 reps"
+        for size, t in ((2, 2), (4, 2), (4, 4)):
+            mine, mr = rate("connpool", size=size, threads=t)
+            ded, _ = rate("dedicated", threads=t)
+            if mine and ded:
+                add(sec, f"{t} threads, pool {size}: connpool vs dedicated connection per thread",
+                    f"{fmt_rate(mine)} (p99 {fmt_us(mr['p99_us'])})", fmt_rate(ded), f"{mine / ded:.2f}", ">= 0.97",
+                    verdict(mine / ded >= 0.97))
+        mine, mr = rate("connpool", size=4, threads=32)
+        ded, _ = rate("dedicated", threads=4)
+        tb, tr = rate("textbook", size=4, threads=32)
+        if mine and ded:
+            ratio = mine / ded
+            add(sec, "32 threads on pool 4 vs 4 dedicated (p99)",
+                f"{fmt_rate(mine)} = {ratio:.2f} (p99 {fmt_us(mr['p99_us'])})",
+                f"{fmt_rate(ded)}; textbook {fmt_rate(tb)} = {tb / ded:.2f} (p99 {fmt_us(tr['p99_us'])})"
+                if tb else fmt_rate(ded), f"{ratio:.2f}", ">= 0.85, p99 <= 4 ms",
+                verdict(ratio >= 0.85 and mr["p99_us"] <= 4000))
+
+
 db_details = {}
 pg = medians(load("pg.json"))
 if pg:
     db_details["PostgreSQL"] = db_section("pg", pg, [1, 2, 8, 32], [2, 4], "throughput_pg")
+pc = medians(load("pg_confirm.json"))
+if pc:
+    confirm_section(pc)
 my = medians(load("mysql.json"))
 if my:
     db_details["MariaDB"] = db_section("mysql", my, [1, 2, 8], [2, 4], "throughput_mysql")
+
+# Failures outside the overhead section (reported there row by row), and failed queries.
+for name, recs in (("fairness", fa), ("burst", bu), ("pg", pg), ("pg_confirm", pc), ("mysql", my)):
+    for key, r in sorted((recs or {}).items()):
+        if r.get("error"):
+            add(name, f"{key}: failed in {r['failed_runs']} repetition(s)", r["error"], "-", "-", "no failure",
+                "**ERROR**")
+        elif r.get("errors", 0) > 0:
+            add(name, f"{key}: {r['errors']:.0f} failed requests", "-", "-", "-", "no failure", "**ERROR**")
 
 for png, script in plots:
     with open(os.path.join(results_dir, png.replace(".png", ".gp")), "w") as f:
@@ -389,17 +462,18 @@ summary = table(rows)
 print(summary)
 met = sum(1 for r in rows if r[6] == "**met**")
 missed = sum(1 for r in rows if r[6] == "**MISSED**")
-print(f"\ntargets met: {met}, missed: {missed}")
+failed = sum(1 for r in rows if r[6] == "**ERROR**")
+print(f"\ntargets met: {met}, missed: {missed}, benchmarks with failures: {failed}")
 
 detail_md = []
 for db, det in db_details.items():
     if not det:
         continue
     detail_md.append(f"\n#### {db}: every configuration\n")
-    detail_md.append("| transport | way | threads | requests/s | p50 | p99 |")
-    detail_md.append("|---|---|---|---|---|---|")
-    for transport, way, t, v, p50, p99 in det:
-        detail_md.append(f"| {transport} | {way} | {t} | {fmt_rate(v)} | {fmt_us(p50)} | {fmt_us(p99)} |")
+    detail_md.append("| transport | way | threads | requests/s | p50 | p99 | errors |")
+    detail_md.append("|---|---|---|---|---|---|---|")
+    for transport, way, t, v, p50, p99, errs in det:
+        detail_md.append(f"| {transport} | {way} | {t} | {fmt_rate(v)} | {fmt_us(p50)} | {fmt_us(p99)} | {errs:.0f} |")
 
 notes_path = os.path.join(bench_dir, "notes.md")
 notes = open(notes_path).read() if os.path.exists(notes_path) else ""
@@ -432,7 +506,12 @@ the facts from the environment that the start scripts write).
 
 - Date: {machine.get('date', '?')}
 - Machine: {machine.get('nproc', '?')} vCPUs, {machine.get('cpu_model', '?')}, Linux {machine.get('kernel', '?')};
-  load average before the run: {' '.join(machine.get('load_before', [])) or '?'}
+  load average before / after the run: {' '.join(machine.get('load_before', [])) or '?'} /
+  {' '.join(machine.get('load_after', [])) or '?'} (the machine is shared: other jobs ran during the run)
+- Core measured: commit {machine.get('commit', '?')}, headers sha256 {machine.get('headers_sha256', '?')}
+  (hash of `include/**/*.hpp`, because the tree may be ahead of the commit)
+- Google Benchmark 1.7.1 from Debian (its library is built without NDEBUG; it prints a
+  DEBUG warning, which concerns its own bookkeeping outside the timed loops)
 - Pinned: {('yes, taskset -c ' + machine['pinned']) if machine.get('pinned') else 'no (unpinned; client, server and the pool threads float over both vCPUs)'}
 - Each figure is the median of {machine.get('repetitions', '?')} repetitions, randomly interleaved with
   the other benchmarks (and so with their baselines); database benches run
@@ -441,7 +520,7 @@ the facts from the environment that the start scripts write).
 
 {summary}
 
-Targets met: {met}, missed: {missed}.
+Targets met: {met}, missed: {missed}; rows with failures: {failed}.
 {chr(10).join(detail_md)}
 
 ## Plots

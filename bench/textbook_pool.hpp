@@ -37,6 +37,7 @@ public:
         ~lease() { reset(); }
         Connection* operator->() const noexcept { return conn_; }
         Connection& operator*() const noexcept { return *conn_; }
+        explicit operator bool() const noexcept { return conn_ != nullptr; }
         void reset() noexcept {
             if (conn_ != nullptr) pool_->put(std::exchange(conn_, nullptr));
         }
@@ -101,6 +102,7 @@ public:
             if (conn_ != nullptr) pool_->put(conn_);
         }
         Connection* operator->() const noexcept { return conn_; }
+        explicit operator bool() const noexcept { return conn_ != nullptr; }
 
     private:
         growing_pool* pool_;

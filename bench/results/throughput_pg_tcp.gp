@@ -7,4 +7,4 @@ set logscale xy
 set datafile missing '?'
 set key bottom right
 set grid
-plot 'throughput_pg_tcp.dat' using 1:2 with linespoints lw 2  title 'connect per request', 'throughput_pg_tcp.dat' using 1:3 with linespoints lw 2  title 'dedicated connection per thread', 'throughput_pg_tcp.dat' using 1:4 with linespoints lw 2  title 'connpool pool 2', 'throughput_pg_tcp.dat' using 1:5 with linespoints lw 2  title 'connpool pool 4', 'throughput_pg_tcp.dat' using 1:6 with linespoints lw 2 dt 2 title 'textbook pool 2', 'throughput_pg_tcp.dat' using 1:7 with linespoints lw 2 dt 2 title 'textbook pool 4'
+plot 'throughput_pg_tcp.dat' using 1:2 with linespoints lw 2  title 'connect per request', 'throughput_pg_tcp.dat' using 1:3 with linespoints lw 2  title 'dedicated connection per thread', 'throughput_pg_tcp.dat' using 1:4 with linespoints lw 2  title 'connpool pool 2', 'throughput_pg_tcp.dat' using 1:5 with linespoints lw 2  title 'connpool pool 4', 'throughput_pg_tcp.dat' using 1:7 with linespoints lw 2 dt 2 title 'textbook pool 4'
