@@ -141,3 +141,20 @@ TEST_CASE("connect errors never carry a password through redact()", "[failure][s
     CHECK(redact("no secret here", "") == "no secret here");
     CHECK(redact("aaa", "a") == "************************");
 }
+
+TEST_CASE("an exception thrown by async_connect becomes connect_failed too", "[failure][exception][async]") {
+    asio::io_context ctx;
+    pool<fake_async_factory> p(ctx, fake_async_factory{}, {.max_size = 1});
+    p.factory().db->throw_on_connect = true;
+    error_info diag;
+    error_code got;
+    bool done = false;
+    p.async_acquire(diag, [&](error_code ec, pool<fake_async_factory>::lease_type) {
+        got = ec;
+        done = true;
+    });
+    REQUIRE(poll_until(ctx, [&] { return done; }));
+    CHECK(got == errc::connect_failed);
+    CHECK(diag.message == "connect failed: factory threw: fake factory exploded");
+    CHECK(p.stats().creating == 0);
+}

@@ -826,8 +826,9 @@ private:
         const connect_request req{opts_.connect_timeout, consecutive_failures_snapshot_.load()};
         auto self = this->shared_from_this();
         const auto started = Clock::now();
+        bool posted = false;
         if constexpr (has_async_connect<Factory>) {
-            bool posted = post_internal([self, &s, req, started] {
+            posted = post_internal([self, &s, req, started] {
                 try {
                     self->factory_.async_connect(
                         req, self->ex_,
@@ -835,34 +836,35 @@ private:
                             [self, &s, started](error_info e, std::optional<connection_type> c) {
                                 self->connected(s, std::move(c), std::move(e), started);
                             }));
-                } catch (const std::exception& ex) {
-                    self->connected(s, std::nullopt, thrown(ex.what()), started);
                 } catch (...) {
-                    self->connected(s, std::nullopt, thrown("unknown exception"), started);
+                    self->connected(s, std::nullopt, thrown(), started);
                 }
             });
-            if (!posted) connected(s, std::nullopt, error_info{errc::pool_closed, "pool closed"}, started);
         } else {
-            bool posted = post_worker([self, &s, req, started] {
+            posted = post_worker([self, &s, req, started] {
                 error_info e;
                 std::optional<connection_type> c;
                 try {
                     c = self->factory_.connect(req, e);
-                } catch (const std::exception& ex) {
-                    c.reset();
-                    e = thrown(ex.what());
                 } catch (...) {
                     c.reset();
-                    e = thrown("unknown exception");
+                    e = thrown();
                 }
                 self->connected(s, std::move(c), std::move(e), started);
             });
-            if (!posted) connected(s, std::nullopt, error_info{errc::pool_closed, "pool closed"}, started);
         }
+        if (!posted) connected(s, std::nullopt, error_info{errc::pool_closed, "pool closed"}, started);
     }
 
-    static error_info thrown(const std::string& what) {
-        return error_info{errc::factory_exception, "factory threw: " + what};
+    // Inside a catch block: the exception in flight, as the error a failed connect reports.
+    static error_info thrown() {
+        try {
+            throw;
+        } catch (const std::exception& ex) {
+            return error_info{errc::factory_exception, std::string("factory threw: ") + ex.what()};
+        } catch (...) {
+            return error_info{errc::factory_exception, "factory threw: unknown exception"};
+        }
     }
 
     void connected(slot_type& s, std::optional<connection_type> c, error_info e, time_point started) noexcept {
