@@ -290,13 +290,9 @@ public:
         pool_stats st;
         std::uint64_t live_acquires = 0;
         slots_.for_each([&](slot_type& s) {
-            switch (s.state.load(std::memory_order_relaxed)) {
-            case slot_state::idle:
-            case slot_state::probing: ++st.idle; break;
-            case slot_state::leased:
-            case slot_state::orphaned: ++st.in_use; break;
-            default: break;
-            }
+            const auto state = s.state.load(std::memory_order_relaxed);
+            if (counts_as_idle(state)) ++st.idle;
+            if (state == slot_state::leased || state == slot_state::orphaned) ++st.in_use;
             live_acquires += s.acquires.load(std::memory_order_relaxed);
         });
         st.open = open_;
@@ -674,7 +670,7 @@ private:
         const slot_type* oldest = nullptr;
         slots_.for_each([&](slot_type& s) {
             auto st = s.state.load(std::memory_order_relaxed);
-            if (st == slot_state::idle) ++idle;
+            if (counts_as_idle(st)) ++idle;
             if (st == slot_state::leased || st == slot_state::orphaned) {
                 ++in_use;
                 if (oldest == nullptr || s.leased_since() < oldest->leased_since()) oldest = &s;
@@ -746,7 +742,8 @@ private:
                 if (claim_idle_for_close(s, close_reason::pool_closed, b)) return;
                 slot_state expected = slot_state::leased;
                 if (s.state.compare_exchange_strong(expected, slot_state::orphaned)) return;
-                if (expected != slot_state::idle) return;  // empty, connecting, busy: they finish on their own
+                // empty, connecting, busy, probing: whoever holds it sees closed_ and closes it
+                if (expected != slot_state::idle) return;
             }
         });
         post_internal([self = this->shared_from_this()] { self->timer_.cancel(); });
@@ -798,7 +795,7 @@ private:
         c.waiting = waiters_.size();
         slots_.for_each([&](slot_type& s) {
             auto st = s.state.load(std::memory_order_relaxed);
-            if (st == slot_state::idle || st == slot_state::probing) ++c.idle;
+            if (counts_as_idle(st)) ++c.idle;
         });
         c.in_use = open_ - std::min(open_, c.idle);
         creation_policy p;

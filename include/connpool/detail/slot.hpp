@@ -24,6 +24,10 @@ enum class slot_state : std::uint8_t {
     orphaned,    // was leased when the pool closed: its return closes it
 };
 
+// What the gauges and the creation decision call idle: a slot being probed is idle for a
+// moment longer, it is only not claimable.
+constexpr bool counts_as_idle(slot_state s) noexcept { return s == slot_state::idle || s == slot_state::probing; }
+
 template <class Connection, class Clock>
 struct slot;
 
