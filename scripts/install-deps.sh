@@ -14,6 +14,12 @@ packages=(
     libbenchmark-dev gnuplot-nox                   # benches and their charts
     openssl                                        # TLS certificates for the servers in tests
     clang libclang-rt-14-dev                       # second compiler, its sanitizer runtimes
+    clang-16 clang-19 libclang-rt-16-dev           # clang presets (C++20 source_location)
+    libc++-16-dev libc++abi-16-dev                 # the libc++ preset
+    libsoci-dev libpoco-dev                        # bench peers
+    prometheus prometheus-cpp-dev                  # metrics: promtool, a real server, connpool::prometheus
+    chromium                                       # headless check of connpool-sim's HTML report
+    patroni etcd-server etcd-client                # HA tests (label patroni)
 )
 
 missing=()

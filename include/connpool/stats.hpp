@@ -44,6 +44,23 @@ inline const char* to_string(close_reason r) noexcept {
     return "unknown";
 }
 
+// A latency histogram as the pool exports it: fixed log2 buckets, so that recording costs
+// a few instructions and no allocation, and exporters (Prometheus, OpenTelemetry) can map
+// the buckets one to one.
+struct duration_histogram {
+    // Bucket 0 counts samples under 1 us; bucket i (i >= 1) counts samples in
+    // [2^(i-1), 2^i) us. The last bucket also holds everything longer.
+    static constexpr std::size_t bucket_count = 40;
+
+    std::array<std::uint64_t, bucket_count> buckets{};
+    std::uint64_t count = 0;          // samples recorded, the sum of buckets
+    std::chrono::nanoseconds sum{};   // the samples' total
+
+    // The exclusive upper edge of bucket i, in microseconds: 1, 2, 4, ... The last bucket
+    // has no upper edge (+Inf in Prometheus terms).
+    static constexpr std::uint64_t upper_bound_us(std::size_t i) noexcept { return std::uint64_t{1} << i; }
+};
+
 // A point-in-time view of a pool. The gauges are read without stopping the pool, so
 // under load they may disagree with each other by a connection or two.
 struct pool_stats {
@@ -55,6 +72,7 @@ struct pool_stats {
     std::size_t waiting = 0;   // callers waiting in acquire
     std::size_t max_size = 0;
     std::size_t min_idle = 0;
+    std::size_t max_idle = 0;  // the effective cap: options::max_idle, or max_size when that is 0
 
     // Counters since the pool was created.
     std::uint64_t acquired = 0;           // leases handed out
@@ -72,6 +90,13 @@ struct pool_stats {
     std::chrono::microseconds wait_p50{};
     std::chrono::microseconds wait_p99{};
     std::chrono::microseconds wait_max{};
+
+    // Full distributions, for exporters. wait_time counts every successful acquire (one
+    // served at once records 0); use_time is how long each returned lease was held;
+    // create_time is how long each successful connect took.
+    duration_histogram wait_time;
+    duration_histogram use_time;
+    duration_histogram create_time;
 
     // The last connect failure's message (empty once a connect succeeds again).
     std::string last_connect_error;
