@@ -5,6 +5,7 @@
 
 #include <connpool/error.hpp>
 #include <connpool/factory.hpp>
+#include <connpool/options.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -48,16 +49,54 @@ struct mem_factory {
 };
 
 // A factory whose connects take `delay` (the burst test's 150 ms), counting its connects.
+// With `dirty`, every returned connection needs a reset that takes `reset_delay` (a
+// rollback round trip): the burst with reset on return, issue 8's defect 15, where
+// connections being reset were not counted as coming back.
 struct slow_factory {
     using connection_type = mem_conn;
     std::chrono::milliseconds delay{150};
     std::atomic<std::uint64_t>* connects = nullptr;
+    bool dirty = false;
+    std::chrono::milliseconds reset_delay{1};
     std::optional<mem_conn> connect(const connpool::connect_request&, connpool::error_info&) {
         std::this_thread::sleep_for(delay);
         const auto n = connects->fetch_add(1, std::memory_order_relaxed) + 1;
         return mem_conn{n, 0};
     }
+    bool needs_reset(const mem_conn&) const { return dirty; }
+    bool reset(mem_conn&, connpool::error_info&) {
+        std::this_thread::sleep_for(reset_delay);
+        return true;
+    }
 };
+
+// A pool of exactly `size` connections, all opened up front and kept: the benchmarks
+// measure hand-outs, not connects. The in-memory factory has no ping or reset, so
+// validation and reset cost nothing whatever their settings; they are set to the
+// cheapest anyway to say so. A lost connection fails an acquire after 2 s instead of
+// stalling the run.
+inline connpool::options fixed_size_options(std::size_t size) {
+    connpool::options o;
+    o.min_idle = size;
+    o.max_size = size;
+    o.max_connecting = size;
+    o.validation = connpool::validation_mode::optimistic;
+    o.reset_on_return = false;
+    o.worker_threads = 1;
+    o.acquire_timeout = std::chrono::seconds(2);
+    return o;
+}
+
+// Waits until the pool holds `size` idle connections; false after `limit`.
+template <class Pool>
+bool wait_idle(const Pool& p, std::size_t size, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    const auto until = clock::now() + limit;
+    while (p.stats().idle < size) {
+        if (clock::now() > until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+}
 
 // ------------------------------------------------------------------ helpers
 

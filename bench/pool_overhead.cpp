@@ -29,25 +29,6 @@ namespace asio = boost::asio;
 using mem_pool = connpool::pool<bench::mem_factory>;
 using textbook = bench::textbook_pool<bench::mem_conn>;
 
-// Every connection opened up front and kept: the benchmark measures hand-outs, not
-// connects. The in-memory factory has no ping or reset, so validation and reset cost
-// nothing whatever their settings; they are set to the cheapest anyway to say so.
-connpool::options mem_options(std::size_t size) {
-    connpool::options o;
-    o.min_idle = size;
-    o.max_size = size;
-    o.max_connecting = size;
-    o.validation = connpool::validation_mode::optimistic;
-    o.reset_on_return = false;
-    o.worker_threads = 1;
-    o.acquire_timeout = std::chrono::seconds(2);  // a lost connection must not stall the run
-    return o;
-}
-
-void wait_ready(const mem_pool& p, std::size_t size) {
-    while (p.stats().idle < size) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-}
-
 // The blocking benchmarks run their own threads rather than Google Benchmark's: with more
 // threads than CPUs, Google Benchmark averages per-thread timers that only start once each
 // thread runs, which hides the time a thread waits to be scheduled. Here T persistent
@@ -123,8 +104,8 @@ std::size_t per_thread_cycles(int threads) {
 void bm_connpool_blocking(benchmark::State& state) {
     const auto size = static_cast<std::size_t>(state.range(0));
     const int threads = static_cast<int>(state.range(1));
-    mem_pool pool(bench::mem_factory{}, mem_options(size));
-    wait_ready(pool, size);
+    mem_pool pool(bench::mem_factory{}, bench::fixed_size_options(size));
+    bench::wait_idle(pool, size);
     bench::acquire_failures failures;
     run_blocking(state, threads, per_thread_cycles(threads), [&] { return failures.acquire(pool); });
     if (failures.total() != 0) state.SkipWithError(failures.describe().c_str());
@@ -165,8 +146,8 @@ void bm_connpool_async(benchmark::State& state) {
     std::uint64_t cpu = 0;
     bench::io_runner runner(io);
     {
-        mem_pool pool(runner.context(), bench::mem_factory{}, mem_options(size));
-        wait_ready(pool, size);
+        mem_pool pool(runner.context(), bench::mem_factory{}, bench::fixed_size_options(size));
+        bench::wait_idle(pool, size);
         const std::size_t per = batch / coros;
         std::atomic<std::size_t> left{0};
         std::atomic<std::uint64_t> failures{0};
