@@ -6,6 +6,9 @@
 // Counters: open_after (connections once every connect in flight has landed),
 // connects_during_burst, burst_ms (first arrival to last release), wait_max_ms.
 // Baseline: the textbook pool that grows on demand, same factory delay, same burst.
+// burst/connpool/reset:1 runs the same burst with reset on return and every returned
+// connection dirty (a 1 ms reset each): connections being reset are coming back too, and
+// must not make the pool open new ones (issue 8, defect 15).
 #include "bench_support.hpp"
 #include "textbook_pool.hpp"
 
@@ -45,14 +48,17 @@ void run_burst(benchmark::State& state, Acquire&& acquire) {
 }
 
 void bm_connpool(benchmark::State& state) {
+    const bool reset = state.range(0) != 0;
     for (auto _ : state) {
         std::atomic<std::uint64_t> connects{0};
         connpool::options o;
         o.min_idle = 5;
         o.max_size = burst_threads;
         o.validation = connpool::validation_mode::optimistic;
-        o.reset_on_return = false;
-        slow_pool pool(bench::slow_factory{connect_delay, &connects}, o);
+        o.reset_on_return = reset;
+        bench::slow_factory f{connect_delay, &connects};
+        f.dirty = reset;
+        slow_pool pool(f, o);
         while (pool.stats().idle < 5) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         const auto before = connects.load();
         bench::acquire_failures failures;
@@ -88,7 +94,7 @@ void bm_growing(benchmark::State& state) {
     }
 }
 
-BENCHMARK(bm_connpool)->Name("burst/connpool")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bm_connpool)->Name("burst/connpool")->ArgName("reset")->Arg(0)->Arg(1)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bm_growing)->Name("burst/textbook_growing")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
