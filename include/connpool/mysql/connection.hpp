@@ -4,11 +4,14 @@
 #define CONNPOOL_MYSQL_CONNECTION_HPP
 
 #include <connpool/error.hpp>
+#include <connpool/mysql/detail/dirt.hpp>
 #include <connpool/mysql/detail/library.hpp>
 #include <connpool/mysql/error.hpp>
 
 #include <mysql.h>
 
+#include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,13 +32,18 @@ class async_connect_op;
 
 // Owns a connected MYSQL* and closes it (mysql_close) on destruction. Move-only.
 //
-// The pool needs two facts about a returned connection without doing I/O:
-//   - broken(): a call saw a connection-level error (server gone, connection lost or
-//     killed, protocol out of step), so the pool closes it instead of reusing it;
-//   - used():   the session was touched since the last reset, so it needs one.
-// The query helpers record both. Code that calls the C API directly through
-// native_handle() marks the connection used, and should pass failures to record_error()
-// so that a dead connection is not handed to the next caller.
+// The pool needs three facts about a returned connection without doing I/O:
+//   - broken():          a call saw a connection-level error (server gone, connection lost
+//                        or killed, protocol out of step), so the pool closes it;
+//   - used():            the session was touched since the last reset;
+//   - session_changed(): the session may hold state beyond a transaction (a variable, a
+//                        temporary table, a lock...), so the default reset must clean it.
+// The query helpers record all three, the last from the server's own status flag
+// (SERVER_SESSION_STATE_CHANGED, which the factory turns on at connect) plus a look at the
+// statement text for the state the server does not flag (locks, see detail/dirt.hpp).
+// Code that calls the C API directly through native_handle() cannot be watched, so it
+// counts as changing the session; it should pass failures to record_error() so that a dead
+// connection is not handed to the next caller.
 //
 // Thread-safety: like MYSQL*, one thread at a time.
 class connection {
@@ -49,8 +57,14 @@ public:
         : handle_(std::exchange(other.handle_, nullptr)),
           broken_(std::exchange(other.broken_, false)),
           used_(std::exchange(other.used_, false)),
+          raw_used_(std::exchange(other.raw_used_, false)),
+          session_changed_(std::exchange(other.session_changed_, false)),
+          schema_changed_(std::exchange(other.schema_changed_, false)),
           last_error_(std::move(other.last_error_)),
-          init_commands_(std::move(other.init_commands_)) {}
+          init_commands_(std::move(other.init_commands_)),
+          database_(std::move(other.database_)),
+          credential_generation_(other.credential_generation_),
+          reset_timeout_(other.reset_timeout_) {}
 
     connection& operator=(connection&& other) noexcept {
         if (this != &other) {
@@ -58,8 +72,14 @@ public:
             handle_ = std::exchange(other.handle_, nullptr);
             broken_ = std::exchange(other.broken_, false);
             used_ = std::exchange(other.used_, false);
+            raw_used_ = std::exchange(other.raw_used_, false);
+            session_changed_ = std::exchange(other.session_changed_, false);
+            schema_changed_ = std::exchange(other.schema_changed_, false);
             last_error_ = std::move(other.last_error_);
             init_commands_ = std::move(other.init_commands_);
+            database_ = std::move(other.database_);
+            credential_generation_ = other.credential_generation_;
+            reset_timeout_ = other.reset_timeout_;
         }
         return *this;
     }
@@ -69,10 +89,12 @@ public:
 
     ~connection() { close(); }
 
-    // The raw handle, for the C API. Marks the session used (it may now hold state that a
-    // reset must clear). After a failed C API call, call record_error().
+    // The raw handle, for the C API. Marks the session used and changed: what the caller
+    // does through it is invisible to the pool, so the next reset is a full one. After a
+    // failed C API call, call record_error().
     MYSQL* native_handle() noexcept {
         used_ = true;
+        raw_used_ = true;
         return handle_;
     }
 
@@ -97,6 +119,12 @@ public:
 
     // True when the session was touched since it was opened or last reset.
     bool used() const noexcept { return used_; }
+
+    // True when the session may hold state that outlives a transaction: the server flagged
+    // a change (session variable, user variable, temporary table, prepared statement,
+    // schema), a helper ran a statement whose state the server does not flag (LOCK TABLES,
+    // GET_LOCK, an assignment inside a SELECT, CALL), or native_handle() was used.
+    bool session_changed() const noexcept { return session_changed_ || raw_used_ || schema_changed_; }
 
     // True when the server's last reply said a transaction is open.
     bool in_transaction() const noexcept {
@@ -136,9 +164,12 @@ public:
         for (;;) {
             if (MYSQL_RES* res = mysql_store_result(handle_)) {
                 mysql_free_result(res);
+                note_reply();
             } else if (mysql_field_count(handle_) != 0) {
                 err = record_error();
                 return false;
+            } else {
+                note_reply();
             }
             int next = mysql_next_result(handle_);
             if (next == -1) return true;
@@ -166,6 +197,7 @@ public:
                 err = record_error();
                 return std::nullopt;
             }
+            note_reply();
         } else {
             const unsigned columns = mysql_num_fields(res);
             while (MYSQL_ROW r = mysql_fetch_row(res)) {
@@ -179,6 +211,7 @@ public:
                 out.push_back(std::move(values));
             }
             mysql_free_result(res);
+            note_reply();
         }
         // Drain the rest so that the protocol is ready for the next command.
         for (int next = mysql_next_result(handle_); next != -1; next = mysql_next_result(handle_)) {
@@ -187,6 +220,7 @@ public:
                 return std::nullopt;
             }
             if (MYSQL_RES* extra = mysql_store_result(handle_)) mysql_free_result(extra);
+            note_reply();
         }
         return out;
     }
@@ -227,6 +261,7 @@ private:
 
     bool start(std::string_view sql, error_info& err) {
         used_ = true;
+        if (detail::leaves_untracked_state(sql)) session_changed_ = true;
         if (handle_ == nullptr) {
             err = record_error();
             return false;
@@ -238,12 +273,44 @@ private:
         return true;
     }
 
+    // The status flags of the reply just read: a session-state change is flagged on that one
+    // reply only, so it is collected after every reply. When the change includes the default
+    // schema (USE, session_track_schema), the reset must select the configured one again,
+    // because COM_RESET_CONNECTION keeps the current schema.
+    void note_reply() noexcept {
+        if ((handle_->server_status & SERVER_SESSION_STATE_CHANGED) == 0) return;
+        session_changed_ = true;
+#if CONNPOOL_MYSQL_MARIADB || (defined(MYSQL_VERSION_ID) && MYSQL_VERSION_ID >= 50700)
+        const char* data = nullptr;
+        size_t length = 0;
+        // The tracker data belongs to this reply: the flag says the reply carried some.
+        if (mysql_session_track_get_first(handle_, SESSION_TRACK_SCHEMA, &data, &length) == 0) schema_changed_ = true;
+#endif
+    }
+
+    // After a reset: nothing since.
+    void mark_clean() noexcept {
+        used_ = false;
+        raw_used_ = false;
+        session_changed_ = false;
+        schema_changed_ = false;
+    }
+
     MYSQL* handle_ = nullptr;
     bool broken_ = false;
     bool used_ = false;
+    bool raw_used_ = false;         // native_handle() was called: anything may have happened
+    bool session_changed_ = false;  // the server flagged a change, or the text implies one
+    bool schema_changed_ = false;   // the default schema may differ from the configured one
     error_info last_error_;
     // Set by the factory: run again after reset_connection wiped session variables.
     std::vector<std::string> init_commands_;
+    // Set by the factory: the schema to select again when a lease changed it.
+    std::string database_;
+    // Set by the factory: which credential opened this session (see credentials.hpp).
+    std::uint64_t credential_generation_ = 0;
+    // Set by the factory: the bound on each reset step (connect_options::reset_timeout).
+    std::chrono::milliseconds reset_timeout_{5000};
 };
 
 }  // namespace connpool::mysql

@@ -2,331 +2,40 @@
 #ifndef CONNPOOL_MYSQL_FACTORY_HPP
 #define CONNPOOL_MYSQL_FACTORY_HPP
 
+#include <connpool/credentials.hpp>
 #include <connpool/error.hpp>
 #include <connpool/factory.hpp>
 #include <connpool/mysql/connection.hpp>
+#include <connpool/mysql/detail/async_connect.hpp>
+#include <connpool/mysql/detail/configure.hpp>
 #include <connpool/mysql/detail/library.hpp>
-#include <connpool/mysql/detail/wait.hpp>
+#include <connpool/mysql/detail/steps.hpp>
 #include <connpool/mysql/error.hpp>
 #include <connpool/mysql/options.hpp>
 
 #include <mysql.h>
 #include <poll.h>
 
-#include <cerrno>
-
 #if CONNPOOL_MYSQL_NONBLOCKING
 #include <boost/asio/append.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/asio/thread_pool.hpp>
 #endif
 
+#include <cerrno>
 #include <chrono>
 #include <concepts>
+#include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
 
 namespace connpool::mysql {
 
-namespace detail {
-
-// The flag type mysql_options() takes for boolean options.
-#if CONNPOOL_MYSQL_MARIADB || (defined(MYSQL_VERSION_ID) && MYSQL_VERSION_ID < 80000)
-using flag_type = my_bool;
-#else
-using flag_type = bool;
-#endif
-
-// Whole seconds, rounded up, at least 1: the unit of the library's timeout options.
-inline unsigned whole_seconds(std::chrono::milliseconds ms) {
-    const auto s = (ms.count() + 999) / 1000;
-    return static_cast<unsigned>(s < 1 ? 1 : s);
-}
-
-inline const char* c_str_or_null(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
-
-// "127.0.0.1:3306" or "/run/mysqld/mysqld.sock", for messages.
-inline std::string target(const connect_options& o) {
-    if (!o.unix_socket.empty()) return o.unix_socket;
-    return o.host + ":" + std::to_string(o.port);
-}
-
-// Applies every connect option to a fresh handle. False (err filled) when the library
-// rejects one.
-inline bool configure(MYSQL* h, const connect_options& o, std::chrono::milliseconds connect_timeout,
-                      error_info& err) {
-    bool ok = true;
-    auto set = [&](mysql_option opt, const void* value) {
-        if (ok && mysql_options(h, opt, value) != 0) ok = false;
-    };
-
-    if (connect_timeout.count() > 0) {
-        // Covers the TCP connect and each read of the handshake.
-        const unsigned s = whole_seconds(connect_timeout);
-        set(MYSQL_OPT_CONNECT_TIMEOUT, &s);
-    }
-    // Read/write timeouts are fixed into the socket at connect time; they bound queries.
-    if (o.read_timeout.count() > 0) {
-        const unsigned s = whole_seconds(o.read_timeout);
-        set(MYSQL_OPT_READ_TIMEOUT, &s);
-    }
-    if (o.write_timeout.count() > 0) {
-        const unsigned s = whole_seconds(o.write_timeout);
-        set(MYSQL_OPT_WRITE_TIMEOUT, &s);
-    }
-
-    // Auto-reconnect stays OFF. A silent reconnect opens a brand-new session under the
-    // caller's feet: its open transaction is rolled back, temporary tables, user variables,
-    // prepared statements and locks vanish, and the next statement runs outside the
-    // transaction the caller believes it is in. A lost connection must surface as an error
-    // (and be discarded by the pool), never be papered over.
-    const flag_type no_reconnect = 0;
-    set(MYSQL_OPT_RECONNECT, &no_reconnect);
-
-    if (!o.charset.empty()) set(MYSQL_SET_CHARSET_NAME, o.charset.c_str());
-    const unsigned protocol = o.unix_socket.empty() ? MYSQL_PROTOCOL_TCP : MYSQL_PROTOCOL_SOCKET;
-    set(MYSQL_OPT_PROTOCOL, &protocol);
-    for (const auto& cmd : o.init_commands) set(MYSQL_INIT_COMMAND, cmd.c_str());
-
-    if (o.tls.enabled()) {
-        if (!o.tls.key.empty()) set(MYSQL_OPT_SSL_KEY, o.tls.key.c_str());
-        if (!o.tls.cert.empty()) set(MYSQL_OPT_SSL_CERT, o.tls.cert.c_str());
-        if (!o.tls.ca.empty()) set(MYSQL_OPT_SSL_CA, o.tls.ca.c_str());
-        if (!o.tls.capath.empty()) set(MYSQL_OPT_SSL_CAPATH, o.tls.capath.c_str());
-        if (!o.tls.cipher.empty()) set(MYSQL_OPT_SSL_CIPHER, o.tls.cipher.c_str());
-#if CONNPOOL_MYSQL_MARIADB || !defined(MYSQL_VERSION_ID) || MYSQL_VERSION_ID < 80000
-        // Connector/C: ENFORCE turns TLS on and refuses a server without it; without
-        // require, mysql_ssl_set's flag turns TLS on whenever any TLS file is given.
-        if (ok) mysql_ssl_set(h, c_str_or_null(o.tls.key), c_str_or_null(o.tls.cert), c_str_or_null(o.tls.ca),
-                              c_str_or_null(o.tls.capath), c_str_or_null(o.tls.cipher));
-        const flag_type enforce = (o.tls.require || o.tls.verify_server_cert) ? 1 : 0;
-        if (enforce) set(MYSQL_OPT_SSL_ENFORCE, &enforce);
-        const flag_type verify = o.tls.verify_server_cert ? 1 : 0;
-        set(MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
-#else
-        // libmysqlclient 8: one mode option replaces ENFORCE and VERIFY_SERVER_CERT.
-        const unsigned mode = o.tls.verify_server_cert ? SSL_MODE_VERIFY_IDENTITY
-                              : o.tls.require         ? SSL_MODE_REQUIRED
-                                                      : SSL_MODE_PREFERRED;
-        set(MYSQL_OPT_SSL_MODE, &mode);
-#endif
-    }
-
-#if CONNPOOL_MYSQL_NONBLOCKING
-    // Gives every handle the context that the *_start/*_cont calls need (async_connect, and
-    // ping() on a blocking-connected handle too); blocking calls are unaffected.
-    set(MYSQL_OPT_NONBLOCK, nullptr);
-#endif
-
-    if (!ok) {
-        err.code = make_error_code(errc::connect_failed);
-        err.message = detail::describe("connect failed: invalid option", mysql_errno(h), mysql_error(h), o.password);
-    }
-    return ok;
-}
-
-// The error of a failed connect on handle h: errc::connect_timeout when the time ran out,
-// errc::connect_failed otherwise; the message carries the server's number and text.
-inline error_info connect_error(MYSQL* h, const connect_options& o, bool timed_out) {
-    error_info e;
-    const unsigned n = mysql_errno(h);
-    e.code = make_error_code(timed_out ? errc::connect_timeout : errc::connect_failed);
-    e.message = describe(timed_out ? "connect timed out" : "connect failed", n == 0 ? 2000u : n, mysql_error(h),
-                         o.password);
-    return e;
-}
-
-inline bool network_level(unsigned n) { return n == 2002 || n == 2003 || n == 2013 || n == 2006; }
-
-inline unsigned long client_flags() {
-    // Multi-results so that CALL of a procedure works; multi-statements stay off (they turn
-    // an SQL injection into arbitrary statements).
-    return CLIENT_MULTI_RESULTS;
-}
-
-#if CONNPOOL_MYSQL_NONBLOCKING
-
-// One non-blocking connect driven by Asio: waits on the library's socket with a fresh,
-// non-owning stream_descriptor per wait (the library may close the socket and open another,
-// e.g. when trying the next address), on a timer when the library asks for one, and on a
-// deadline for the whole connect. Every handler runs on one strand.
-class async_connect_op : public std::enable_shared_from_this<async_connect_op> {
-public:
-    async_connect_op(asio::any_io_executor ex, connect_options options, connect_request request,
-                     connect_handler<connection> handler)
-        : strand_(asio::make_strand(ex)),
-          options_(std::move(options)),
-          request_(request),
-          handler_(std::move(handler)),
-          deadline_(strand_),
-          library_timer_(strand_) {}
-
-    ~async_connect_op() {
-        release_descriptor();
-        if (handle_ != nullptr) mysql_close(handle_);
-    }
-
-    // Never completes inline: the work starts on the strand.
-    void start() { asio::post(strand_, [self = shared_from_this()] { self->begin(); }); }
-
-private:
-    void begin() {
-        handle_ = mysql_init(nullptr);
-        if (handle_ == nullptr) {
-            return complete({make_error_code(errc::connect_failed), "connect failed: out of memory"}, std::nullopt);
-        }
-        error_info err;
-        if (!configure(handle_, options_, request_.timeout, err)) return complete(std::move(err), std::nullopt);
-
-        const bool socket = !options_.unix_socket.empty();
-        const int status = mysql_real_connect_start(
-            &result_, handle_, socket ? "localhost" : options_.host.c_str(), c_str_or_null(options_.user),
-            options_.password.c_str(), c_str_or_null(options_.database), socket ? 0 : options_.port,
-            socket ? options_.unix_socket.c_str() : nullptr, client_flags());
-        if (status == 0) return finish();
-        if (request_.timeout.count() > 0) {
-            deadline_.expires_after(request_.timeout);
-            deadline_.async_wait([self = shared_from_this()](error_code ec) { self->on_deadline(ec); });
-        }
-        wait_for(status);
-    }
-
-    void wait_for(int status) {
-        const unsigned round = ++round_;
-        const int fd = static_cast<int>(mysql_get_socket(handle_));
-        if ((status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT)) != 0 && fd >= 0) {
-            descriptor_.emplace(strand_, fd);
-            using d = asio::posix::stream_descriptor;
-            if (status & MYSQL_WAIT_READ) {
-                descriptor_->async_wait(d::wait_read, [self = shared_from_this(), round](error_code ec) {
-                    self->on_event(round, MYSQL_WAIT_READ, ec);
-                });
-            }
-            if (status & MYSQL_WAIT_WRITE) {
-                descriptor_->async_wait(d::wait_write, [self = shared_from_this(), round](error_code ec) {
-                    self->on_event(round, MYSQL_WAIT_WRITE, ec);
-                });
-            }
-            if (status & MYSQL_WAIT_EXCEPT) {
-                descriptor_->async_wait(d::wait_error, [self = shared_from_this(), round](error_code ec) {
-                    self->on_event(round, MYSQL_WAIT_EXCEPT, ec);
-                });
-            }
-        }
-        if (status & MYSQL_WAIT_TIMEOUT) {
-            library_timer_.expires_after(std::chrono::milliseconds(mysql_get_timeout_value_ms(handle_)));
-            library_timer_.async_wait([self = shared_from_this(), round](error_code ec) {
-                self->on_event(round, MYSQL_WAIT_TIMEOUT, ec);
-            });
-        } else if (!descriptor_) {
-            // No socket to watch (the library lost it): let the library find out now rather
-            // than wait for the deadline.
-            asio::post(strand_, [self = shared_from_this(), round, status] {
-                self->on_event(round, status & ~MYSQL_WAIT_TIMEOUT, {});
-            });
-        }
-    }
-
-    // The first event of a round wins; the others of that round are stale and ignored.
-    void on_event(unsigned round, int what, error_code ec) {
-        if (done_ || round != round_ || ec == asio::error::operation_aborted) return;
-        ++round_;
-        library_timer_.cancel();
-        // Give the fd back before the library touches it: it may close it inside _cont.
-        release_descriptor();
-        const int status = mysql_real_connect_cont(&result_, handle_, what);
-        if (status == 0) return finish();
-        wait_for(status);
-    }
-
-    void on_deadline(error_code ec) {
-        if (ec || done_) return;
-        ++round_;
-        library_timer_.cancel();
-        release_descriptor();
-        error_info err{make_error_code(errc::connect_timeout),
-                       "connect timed out after " + std::to_string(request_.timeout.count()) + " ms (" +
-                           target(options_) + ")"};
-        // The handshake is abandoned half way; make the close fail fast instead of writing.
-        mariadb_cancel(handle_);
-        mysql_close(handle_);
-        handle_ = nullptr;
-        complete(std::move(err), std::nullopt);
-    }
-
-    void finish() {
-        if (result_ == nullptr) {
-            error_info err = connect_error(handle_, options_, false);
-            mysql_close(handle_);
-            handle_ = nullptr;
-            return complete(std::move(err), std::nullopt);
-        }
-        connection c(std::exchange(handle_, nullptr));
-        c.init_commands_ = std::move(options_.init_commands);
-        complete({}, std::optional<connection>(std::move(c)));
-    }
-
-    void complete(error_info err, std::optional<connection> c) {
-        done_ = true;
-        deadline_.cancel();
-        library_timer_.cancel();
-        release_descriptor();
-        // Post, so that the handler never runs inside this frame; it runs on its associated
-        // executor (the pool's), or on ours.
-        asio::post(strand_, asio::append(std::move(handler_), std::move(err), std::move(c)));
-    }
-
-    void release_descriptor() noexcept {
-        if (descriptor_) {
-            // Non-owning: the library owns the socket. release() deregisters it from the
-            // reactor and cancels the pending waits without closing the fd.
-            (void)descriptor_->release();
-            descriptor_.reset();
-        }
-    }
-
-    asio::any_io_executor strand_;
-    connect_options options_;  // outlives the connect: the library keeps pointers into it
-    connect_request request_;
-    connect_handler<connection> handler_;
-    asio::steady_timer deadline_;
-    asio::steady_timer library_timer_;
-    std::optional<asio::posix::stream_descriptor> descriptor_;
-    MYSQL* handle_ = nullptr;
-    MYSQL* result_ = nullptr;
-    unsigned round_ = 0;
-    bool done_ = false;
-};
-
-// Runs blocking connects off the caller's executor, for the connects the non-blocking API
-// cannot do (TLS, see factory::async_connect). Two threads, started on first use, so that a
-// factory that never connects with TLS never starts them. Shared by copies of a factory; the
-// last copy joins them (after any connect in flight, at most connect_timeout).
-class blocking_runner {
-public:
-    template <class Work>
-    void post(Work&& work) {
-        std::call_once(started_, [this] { threads_.emplace(2); });
-        asio::post(*threads_, std::forward<Work>(work));
-    }
-
-private:
-    std::once_flag started_;
-    std::optional<asio::thread_pool> threads_;
-};
-
-#endif  // CONNPOOL_MYSQL_NONBLOCKING
-
-}  // namespace detail
 
 // Opens MySQL/MariaDB connections for connpool::basic_pool, from fixed connect_options or
 // from a callable that returns them on every connect (for rotated credentials).
@@ -338,30 +47,47 @@ class factory {
 public:
     using connection_type = connection;
 
-    explicit factory(connect_options options, reset_policy policy = reset_policy::reset_connection)
-        : source_(std::make_shared<const source_type>([o = std::move(options)] { return o; })), policy_(policy) {
-        detail::ensure_library();
-    }
+    explicit factory(connect_options options, reset_policy policy = reset_policy::reset_if_dirty)
+        : factory(fixed(std::move(options)), nullptr, policy) {}
 
     // source() is called on every connect, so a rotated password takes effect on the next one.
     template <class Source>
         requires(std::invocable<Source&> &&
                  std::convertible_to<std::invoke_result_t<Source&>, connect_options> &&
                  !std::same_as<std::remove_cvref_t<Source>, connect_options>)
-    explicit factory(Source source, reset_policy policy = reset_policy::reset_connection)
-        : source_(std::make_shared<const source_type>(std::move(source))), policy_(policy) {
-        detail::ensure_library();
+    explicit factory(Source source, reset_policy policy = reset_policy::reset_if_dirty)
+        : factory(source_type(std::move(source)), nullptr, policy) {}
+
+    // The password comes from credentials (options.password is ignored): the cache asks its
+    // provider only when the cached password is missing or about to expire, and a failed
+    // refresh fails the connect with the provider's message. A connect refused with
+    // "access denied" marks the cached password stale, so the next connect fetches a new one.
+    // With credential_options::retire_on_rotation, is_broken() is true for connections opened
+    // with an older password, so the pool replaces them as they come back.
+    factory(connect_options options, std::shared_ptr<credential_cache> credentials,
+            reset_policy policy = reset_policy::reset_if_dirty)
+        : factory(fixed(std::move(options)), std::move(credentials), policy) {
+        if (!credentials_) throw std::invalid_argument("connpool::mysql::factory: credentials: must not be null");
     }
 
     reset_policy policy() const noexcept { return policy_; }
 
-    // The options the next connect will use.
+    // The options the next connect will use (without the credential cache's password).
     connect_options options() const { return (*source_)(); }
 
     // Blocking connect, bounded by request.timeout through MYSQL_OPT_CONNECT_TIMEOUT (whole
     // seconds, rounded up; it bounds the TCP connect and each handshake read).
     std::optional<connection> connect(const connect_request& request, error_info& err) {
-        return blocking_connect(options(), request, err);
+        connect_options o = prepared_options();
+        std::uint64_t generation = 0;
+        if (credentials_) {
+            credential cred;
+            if (!credentials_->get(cred, generation, err)) return std::nullopt;
+            o.password = std::move(cred.password);
+        }
+        auto c = blocking_connect(o, request, err);
+        after_connect(c, generation, err);
+        return c;
     }
 
 #if CONNPOOL_MYSQL_NONBLOCKING
@@ -374,30 +100,19 @@ public:
     void async_connect(const connect_request& request, asio::any_io_executor ex,
                        connect_handler<connection> handler) {
         detail::ensure_library();
-        connect_options o = options();
-        if (o.tls.enabled()) {
-            // Connector/C 3.3's TLS handshake does not suspend under the non-blocking API:
-            // when the server's TLS reply is not in the socket yet, SSL_connect fails at once
-            // ("[2026] TLS/SSL error: Connection timed out (110)") instead of yielding. So a
-            // TLS connect is a blocking connect on the factory's own threads, completed on ex.
-            // The work guard keeps ex's run() going until the handler has been posted to it.
-            runner_->post([o = std::move(o), request, work = asio::make_work_guard(ex), ex,
-                           handler = std::move(handler)]() mutable {
-                error_info err;
-                std::optional<connection> c;
-                try {
-                    c = blocking_connect(o, request, err);
-                } catch (const std::exception& e) {
-                    c.reset();
-                    err = {make_error_code(errc::factory_exception), std::string("factory threw: ") + e.what()};
-                }
-                asio::post(ex, asio::append(std::move(handler), std::move(err), std::move(c)));
-                work.reset();
-            });
-            return;
-        }
-        auto op = std::make_shared<detail::async_connect_op>(std::move(ex), std::move(o), request, std::move(handler));
-        op->start();
+        connect_options o = prepared_options();
+        if (!credentials_) return start_async(std::move(o), 0, request, std::move(ex), std::move(handler));
+        // The password first; a refresh in flight is shared with every connect that waits.
+        credentials_->async_get(ex, [self = *this, o = std::move(o), request, ex,
+                                     handler = std::move(handler)](error_info e, credential cred,
+                                                                   std::uint64_t generation) mutable {
+            if (e) {
+                asio::post(ex, asio::append(std::move(handler), std::move(e), std::optional<connection>{}));
+                return;
+            }
+            o.password = std::move(cred.password);
+            self.start_async(std::move(o), generation, request, std::move(ex), std::move(handler));
+        });
     }
 #endif
 
@@ -409,27 +124,17 @@ public:
             err = {make_error_code(errc::ping_failed), "ping failed: no connection"};
             return false;
         }
-#if CONNPOOL_MYSQL_NONBLOCKING
-        // Our own deadline: the socket's read timeout was fixed at connect and may be long.
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
-        int ret = 0;
-        int status = mysql_ping_start(&ret, c.handle_);
-        while (status != 0) {
-            const int ready = detail::wait_for_status(c.handle_, status, deadline);
-            if (ready < 0) {
-                // The ping is left half done: the session cannot be used again.
-                c.mark_broken();
-                err = {make_error_code(errc::ping_failed),
-                       "ping failed: no answer within " + std::to_string(timeout.count()) + " ms"};
-                return false;
-            }
-            status = mysql_ping_cont(&ret, c.handle_, ready);
+        // Our own deadline: the socket's read timeout was fixed at connect and may be long
+        // (without the non-blocking API it is that read timeout that bounds the ping).
+        const auto outcome = detail::ping_step(c.handle_, std::chrono::steady_clock::now() + timeout);
+        if (outcome == detail::step_result::timed_out) {
+            // The ping is left half done: the session cannot be used again.
+            c.mark_broken();
+            err = {make_error_code(errc::ping_failed),
+                   "ping failed: no answer within " + std::to_string(timeout.count()) + " ms"};
+            return false;
         }
-#else
-        // libmysqlclient has no non-blocking ping: the read timeout given at connect bounds it.
-        (void)timeout;
-        const int ret = mysql_ping(c.handle_);
-#endif
+        const int ret = outcome == detail::step_result::ok ? 0 : 1;
         if (ret != 0) {
             error_info e = c.record_error("ping failed");
             c.mark_broken();
@@ -439,9 +144,12 @@ public:
         return true;
     }
 
-    // No I/O: whether a returned connection needs reset() before the next user.
+    // No I/O: whether a returned connection needs reset() before the next user. With the
+    // default policy a lease that left neither a transaction nor a session change costs
+    // nothing on return.
     bool needs_reset(const connection& c) const noexcept {
         switch (policy_) {
+        case reset_policy::reset_if_dirty: return c.session_changed() || c.in_transaction();
         case reset_policy::reset_connection: return c.used();
         case reset_policy::rollback_only: return c.used() && c.in_transaction();
         case reset_policy::none: return false;
@@ -449,34 +157,38 @@ public:
         return true;
     }
 
-    // Blocking; makes the session clean per the policy. False (err filled) means close it.
+    // Blocking; makes the session clean per the policy, each round trip bounded by
+    // connect_options::reset_timeout. False (err filled) means close it.
     bool reset(connection& c, error_info& err) {
         if (c.broken()) {
             err = {make_error_code(errc::reset_failed), "reset failed: connection is broken"};
             return false;
         }
+        bool full = false;
+        bool rollback = false;
         switch (policy_) {
-        case reset_policy::reset_connection:
-            if (mysql_reset_connection(c.handle_) != 0) return reset_error(c, err);
-            // COM_RESET_CONNECTION reset session variables to the global defaults: apply the
-            // init commands again so every lease starts from the same session.
-            for (const auto& cmd : c.init_commands_) {
-                if (mysql_real_query(c.handle_, cmd.data(), static_cast<unsigned long>(cmd.size())) != 0)
-                    return reset_error(c, err);
-                if (MYSQL_RES* r = mysql_store_result(c.handle_)) mysql_free_result(r);
-            }
+        case reset_policy::reset_if_dirty:
+            full = c.session_changed();
+            rollback = !full && c.in_transaction();
             break;
-        case reset_policy::rollback_only:
-            if (c.in_transaction() && mysql_rollback(c.handle_) != 0) return reset_error(c, err);
-            break;
+        case reset_policy::reset_connection: full = true; break;
+        case reset_policy::rollback_only: rollback = c.in_transaction(); break;
         case reset_policy::none: break;
         }
-        c.used_ = false;
+        if (full && !full_reset(c, err)) return false;
+        if (rollback && !step(c, detail::rollback_step(c.handle_, deadline(c)), "ROLLBACK", err)) return false;
+        c.mark_clean();
         return true;
     }
 
     // No I/O: true when the connection saw a connection-level error and must be closed.
-    bool is_broken(const connection& c) const noexcept { return c.broken(); }
+    // With credentials and retire_on_rotation: also when the connection was opened with a
+    // password that has since been replaced.
+    bool is_broken(const connection& c) const noexcept {
+        if (c.broken()) return true;
+        return credentials_ && credentials_->options().retire_on_rotation &&
+               c.credential_generation_ != credentials_->generation();
+    }
 
 #if CONNPOOL_MYSQL_MARIADB
     // Never waits. The server sends nothing to an idle session unless it is going away (KILL,
@@ -499,6 +211,123 @@ public:
 
 private:
     using source_type = std::function<connect_options()>;
+
+    static void validate(const connect_options& o) {
+        if (o.reset_timeout <= std::chrono::milliseconds::zero()) {
+            throw std::invalid_argument("connpool::mysql::connect_options::reset_timeout: must be positive, is " +
+                                        std::to_string(o.reset_timeout.count()) + " ms");
+        }
+    }
+
+    static source_type fixed(connect_options o) {
+        validate(o);
+        return [o = std::move(o)] { return o; };
+    }
+
+    factory(source_type source, std::shared_ptr<credential_cache> credentials, reset_policy policy)
+        : source_(std::make_shared<const source_type>(std::move(source))),
+          credentials_(std::move(credentials)),
+          policy_(policy) {
+        detail::ensure_library();
+    }
+
+    // The options of one connect, with what the reset policy needs from the server: the
+    // state-change flag is off by default, and without it reset_if_dirty would see nothing.
+    // It is an init command, so a full reset turns it on again with the others.
+    connect_options prepared_options() const {
+        connect_options o = options();
+        validate(o);
+        if (policy_ == reset_policy::reset_if_dirty) {
+            o.init_commands.insert(o.init_commands.begin(), "SET SESSION session_track_state_change = ON");
+        }
+        return o;
+    }
+
+    void after_connect(std::optional<connection>& c, std::uint64_t generation, const error_info& err) const {
+        if (c) {
+            c->credential_generation_ = generation;
+        } else if (credentials_ && err.message.find("[1045]") != std::string::npos) {
+            // Access denied: the password was rotated before its stated expiry.
+            credentials_->invalidate(generation);
+        }
+    }
+
+#if CONNPOOL_MYSQL_NONBLOCKING
+    void start_async(connect_options o, std::uint64_t generation, const connect_request& request,
+                     asio::any_io_executor ex, connect_handler<connection> handler) {
+        // Stamp the credential generation on the way out, whichever path connects.
+        connect_handler<connection> stamped(
+            [self = *this, generation, handler = std::move(handler)](error_info e,
+                                                                     std::optional<connection> c) mutable {
+                self.after_connect(c, generation, e);
+                std::move(handler)(std::move(e), std::move(c));
+            });
+        if (o.tls.enabled()) {
+            // Connector/C 3.3 cannot finish a TLS handshake under the non-blocking API: when
+            // the server's TLS reply is not in the socket yet, SSL_connect fails at once
+            // ("[2026] TLS/SSL error: Connection timed out (110)") instead of yielding (its
+            // TLS layer reads with a blocking wait that the async context does not suspend).
+            // So a TLS connect is a blocking connect on the factory's own threads, bounded by
+            // MYSQL_OPT_CONNECT_TIMEOUT, completed on ex. The work guard keeps ex's run()
+            // going until the handler has been posted to it.
+            runner_->post([o = std::move(o), request, work = asio::make_work_guard(ex), ex,
+                           handler = std::move(stamped)]() mutable {
+                error_info err;
+                std::optional<connection> c;
+                try {
+                    c = blocking_connect(o, request, err);
+                } catch (const std::exception& e) {
+                    c.reset();
+                    err = {make_error_code(errc::factory_exception), std::string("factory threw: ") + e.what()};
+                }
+                asio::post(ex, asio::append(std::move(handler), std::move(err), std::move(c)));
+                work.reset();
+            });
+            return;
+        }
+        std::make_shared<detail::async_connect_op>(std::move(ex), std::move(o), request, std::move(stamped))->start();
+    }
+#endif
+
+    static std::chrono::steady_clock::time_point deadline(const connection& c) {
+        return std::chrono::steady_clock::now() + c.reset_timeout_;
+    }
+
+    // COM_RESET_CONNECTION, then the init commands again (it reset session variables, the
+    // state-change flag among them), then the configured schema when a lease changed it
+    // (COM_RESET_CONNECTION keeps the current one).
+    bool full_reset(connection& c, error_info& err) {
+        const bool schema_changed = c.schema_changed_;
+        if (!step(c, detail::reset_connection_step(c.handle_, deadline(c)), "COM_RESET_CONNECTION", err)) return false;
+        for (const auto& cmd : c.init_commands_) {
+            if (!step(c, detail::statement_step(c.handle_, cmd, deadline(c)), "init command", err)) return false;
+        }
+        if (schema_changed) {
+            if (c.database_.empty()) {
+                // There is no way back to "no schema selected" short of a new session.
+                c.mark_broken();
+                err = {make_error_code(errc::reset_failed), "reset failed: the lease selected a schema"};
+                return false;
+            }
+            if (!step(c, detail::select_db_step(c.handle_, c.database_.c_str(), deadline(c)), "select schema", err))
+                return false;
+        }
+        return true;
+    }
+
+    // label names the step in the message; an init command's text stays out of it.
+    static bool step(connection& c, detail::step_result r, const char* label, error_info& err) {
+        if (r == detail::step_result::ok) return true;
+        c.mark_broken();
+        if (r == detail::step_result::timed_out) {
+            err = {make_error_code(errc::reset_failed),
+                   std::string("reset failed: ") + label + ": no answer within reset_timeout"};
+            return false;
+        }
+        error_info e = c.record_error(std::string("reset failed: ") + label);
+        err = {make_error_code(errc::reset_failed), std::move(e.message)};
+        return false;
+    }
 
     static std::optional<connection> blocking_connect(const connect_options& o, const connect_request& request,
                                                       error_info& err) {
@@ -525,18 +354,14 @@ private:
         }
         connection c(h);
         c.init_commands_ = o.init_commands;
+        c.database_ = o.database;
+        c.reset_timeout_ = o.reset_timeout;
         return std::optional<connection>(std::move(c));
     }
 
 
-    static bool reset_error(connection& c, error_info& err) {
-        error_info e = c.record_error("reset failed");
-        c.mark_broken();
-        err = {make_error_code(errc::reset_failed), std::move(e.message)};
-        return false;
-    }
-
     std::shared_ptr<const source_type> source_;
+    std::shared_ptr<credential_cache> credentials_;
     reset_policy policy_;
 #if CONNPOOL_MYSQL_NONBLOCKING
     std::shared_ptr<detail::blocking_runner> runner_ = std::make_shared<detail::blocking_runner>();

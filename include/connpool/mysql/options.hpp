@@ -12,10 +12,20 @@ namespace connpool::mysql {
 // What the pool does to a connection that comes back from a lease, on its own worker
 // (the returning caller never waits for it).
 enum class reset_policy {
+    // The default: clean only what the lease dirtied, judged from the server's own reply
+    // flags, so that a clean return costs no round trip at all. The factory turns on
+    // session_track_state_change at connect; the helpers collect SERVER_SESSION_STATE_CHANGED
+    // from every reply, and flag the state the server does not (LOCK TABLES, GET_LOCK, ...;
+    // see connection::session_changed()). A changed session gets the full
+    // reset_connection treatment; a session whose only dirt is an open transaction gets a
+    // ROLLBACK; a clean one nothing. Work done through native_handle() counts as a change.
+    // Not detected: session state that a stored function changes inside a plain SELECT;
+    // use reset_connection if your functions do that.
+    reset_if_dirty,
     // mysql_reset_connection (COM_RESET_CONNECTION): rolls back an open transaction, drops
     // temporary tables, clears user variables, deallocates prepared statements, releases
-    // locks and resets session variables. One round trip, but only when the lease
-    // touched the connection.
+    // locks and resets session variables, then runs the init commands again. Two or more
+    // round trips, whenever the lease touched the connection at all.
     reset_connection,
     // ROLLBACK, and only when the server's last status says a transaction is open. Keeps
     // user variables, temporary tables, prepared statements and session settings: cheaper,
@@ -67,9 +77,14 @@ struct connect_options {
     // the connection is discarded, so keep it above your slowest query.
     std::chrono::milliseconds read_timeout{0};
     std::chrono::milliseconds write_timeout{0};
+    // Upper bound on each step of a reset (COM_RESET_CONNECTION, ROLLBACK, each init command,
+    // selecting the schema again). A step that runs out of time fails the reset, and the pool
+    // closes the connection. Must be positive. With Oracle's libmysqlclient (no non-blocking
+    // API) read_timeout bounds the steps instead.
+    std::chrono::milliseconds reset_timeout{5000};
     // Statements run right after each connect (MYSQL_INIT_COMMAND), e.g. "SET time_zone='+00:00'".
-    // reset_policy::reset_connection resets session variables, so the factory runs them again
-    // after each reset.
+    // A full reset (reset_connection, or reset_if_dirty on a changed session) resets session
+    // variables, so the factory runs them again after it.
     std::vector<std::string> init_commands;
 };
 

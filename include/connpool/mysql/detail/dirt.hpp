@@ -1,0 +1,65 @@
+// connpool::mysql internals: the session state a statement may leave behind that the server
+// does not flag with SERVER_SESSION_STATE_CHANGED. Pure text checks, no I/O.
+#ifndef CONNPOOL_MYSQL_DETAIL_DIRT_HPP
+#define CONNPOOL_MYSQL_DETAIL_DIRT_HPP
+
+#include <cctype>
+#include <string_view>
+
+namespace connpool::mysql::detail {
+
+// True when sql may leave session state that the state-change tracker does not report.
+// Measured on MariaDB 10.11 with session_track_state_change=ON: SET (session and user
+// variables), temporary tables, PREPARE and USE are flagged; LOCK TABLES, GET_LOCK() and a
+// variable assigned inside a SELECT (SELECT @v := 1, SELECT ... INTO @v) are not, and what a
+// procedure does is not reported for CALL. So any word containing LOCK (LOCK TABLES,
+// GET_LOCK, BACKUP LOCK, FLUSH ... WITH READ LOCK), CALL, HANDLER, XA, ":=", and INTO together
+// with an '@' count as dirt.
+//
+// Errs towards "dirty": a literal or a column named "blocked" costs one needless reset, never
+// a leak. Comments and string literals are not skipped for the same reason.
+inline bool ascii_iequal(std::string_view a, std::string_view upper) noexcept {
+    if (a.size() != upper.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (std::toupper(static_cast<unsigned char>(a[i])) != upper[i]) return false;
+    }
+    return true;
+}
+
+inline bool ascii_icontains(std::string_view haystack, std::string_view upper) noexcept {
+    for (std::size_t i = 0; i + upper.size() <= haystack.size(); ++i) {
+        if (ascii_iequal(haystack.substr(i, upper.size()), upper)) return true;
+    }
+    return false;
+}
+
+// Runs on every helper statement, so it allocates nothing and reads the text once.
+inline bool leaves_untracked_state(std::string_view sql) noexcept {
+    bool into = false;
+    bool at = false;
+    std::size_t word_start = std::string_view::npos;
+    auto word_is_dirt = [&](std::string_view word) {
+        if (ascii_icontains(word, "LOCK")) return true;
+        if (ascii_iequal(word, "CALL") || ascii_iequal(word, "HANDLER") || ascii_iequal(word, "XA")) return true;
+        if (ascii_iequal(word, "INTO")) into = true;
+        return false;
+    };
+    for (std::size_t i = 0; i <= sql.size(); ++i) {
+        const unsigned char ch = i < sql.size() ? static_cast<unsigned char>(sql[i]) : ' ';
+        if (std::isalnum(ch) || ch == '_' || ch == '$') {
+            if (word_start == std::string_view::npos) word_start = i;
+            continue;
+        }
+        if (word_start != std::string_view::npos) {
+            if (word_is_dirt(sql.substr(word_start, i - word_start))) return true;
+            word_start = std::string_view::npos;
+        }
+        if (ch == '@') at = true;
+        if (ch == ':' && i + 1 < sql.size() && sql[i + 1] == '=') return true;
+    }
+    return into && at;
+}
+
+}  // namespace connpool::mysql::detail
+
+#endif  // CONNPOOL_MYSQL_DETAIL_DIRT_HPP
