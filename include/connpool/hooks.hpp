@@ -39,6 +39,9 @@ struct leak_event {
 struct nested_acquire_event {
     std::source_location waiting_at;  // the acquire that is about to block
     lease_info already_held;          // a lease the same thread holds from the same pool
+    // Instead: the blocking acquire runs on the pool's own io thread, which the async
+    // connect it waits for needs (already_held is then empty).
+    bool on_io_thread = false;
 };
 
 // Each hook may be called from any thread, including the pool's workers, and must not

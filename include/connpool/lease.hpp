@@ -22,11 +22,10 @@ struct lease_access;
 //
 // Thread-safety: a lease is used by one thread at a time, like the connection it holds;
 // it may be moved to, and destroyed on, any thread.
-template <class Connection, class Clock = std::chrono::steady_clock>
+template <class Connection>
 class lease {
 public:
     using connection_type = Connection;
-    using clock_type = Clock;
 
     // An empty lease, as a failed acquire returns.
     lease() noexcept = default;
@@ -74,25 +73,28 @@ public:
     }
 
     // When and where the connection was acquired. Preconditions: the lease is not empty.
-    typename Clock::time_point acquired_at() const noexcept { return slot_->leased_since(); }
+    // (On the coarse steady clock: within a few milliseconds.)
+    std::chrono::steady_clock::time_point acquired_at() const noexcept {
+        return slot_->leased_at.load(std::memory_order_relaxed);
+    }
     std::source_location location() const noexcept { return slot_->site.load(std::memory_order_relaxed); }
 
 private:
     friend struct detail::lease_access;
-    explicit lease(detail::slot<Connection, Clock>* s) noexcept : slot_(s) {}
+    explicit lease(detail::slot<Connection>* s) noexcept : slot_(s) {}
 
-    detail::slot<Connection, Clock>* slot_ = nullptr;
+    detail::slot<Connection>* slot_ = nullptr;
 };
 
 namespace detail {
 // The pool makes and unmakes leases through this, so that users cannot.
 struct lease_access {
-    template <class C, class Clock>
-    static lease<C, Clock> make(slot<C, Clock>* s) noexcept {
-        return lease<C, Clock>(s);
+    template <class C>
+    static lease<C> make(slot<C>* s) noexcept {
+        return lease<C>(s);
     }
-    template <class C, class Clock>
-    static slot<C, Clock>* take(lease<C, Clock>& l) noexcept {
+    template <class C>
+    static slot<C>* take(lease<C>& l) noexcept {
         return std::exchange(l.slot_, nullptr);
     }
 };

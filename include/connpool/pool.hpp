@@ -2,7 +2,9 @@
 #ifndef CONNPOOL_POOL_HPP
 #define CONNPOOL_POOL_HPP
 
+#include <connpool/detail/async_face.hpp>
 #include <connpool/detail/pool_core.hpp>
+#include <connpool/detail/sync_face.hpp>
 #include <connpool/error.hpp>
 #include <connpool/factory.hpp>
 #include <connpool/hooks.hpp>
@@ -10,12 +12,16 @@
 #include <connpool/options.hpp>
 #include <connpool/stats.hpp>
 
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/async_result.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 
 #include <chrono>
 #include <concepts>
 #include <memory>
+#include <optional>
 #include <source_location>
 #include <type_traits>
 #include <utility>
@@ -32,35 +38,31 @@ namespace connpool {
 // Thread-safety: every member function may be called from any thread at once, except
 // the destructor and move assignment.
 //
-// Lifetime: leases may outlive the pool. Destroying the pool closes it (waiters fail with
-// pool_closed, idle connections close) and waits for its worker threads, so for up to
-// connect_timeout when a blocking connect is in flight; a lease returned later closes its
-// connection.
+// Lifetime: leases may outlive the pool and its executor's context; a lease returned
+// after the pool is gone closes its connection. The executor's context must outlive the
+// pool object (Asio's rule for I/O objects).
 template <connection_factory Factory, class Clock = std::chrono::steady_clock>
 class basic_pool {
     using core_type = detail::pool_core<Factory, Clock>;
+    using housekeeper_type = detail::housekeeper<Clock>;
 
 public:
     using factory_type = Factory;
     using connection_type = typename Factory::connection_type;
     using clock_type = Clock;
-    using lease_type = lease<connection_type, Clock>;
+    using lease_type = lease<connection_type>;
     using executor_type = asio::any_io_executor;
 
-    // Background work (timers, async connects) runs on the pool's own worker threads. Use
-    // this constructor for blocking-only programs. For async_acquire, the default
-    // completion executor is then the pool's own: prefer the constructor with an executor.
+    // Timers and async completions run on an internal io thread of the pool's own, and
+    // blocking factory calls on its worker lanes. Use this constructor for blocking-only
+    // programs; for async_acquire, prefer the constructor with an executor.
     explicit basic_pool(Factory factory, options opts = {}, hooks h = {})
-        : core_(std::make_shared<core_type>(std::nullopt, std::move(factory), std::move(opts), std::move(h))) {
-        core_->start();
-    }
+        : basic_pool(std::nullopt, std::move(factory), std::move(opts), std::move(h)) {}
 
-    // Background work runs on ex (through a strand); blocking factory calls still run on
-    // the pool's worker threads.
+    // Timers and async connects run on ex. Lifetime rule (Asio's): ex's execution context
+    // must outlive this pool object, not its leases. Leases may outlive both.
     basic_pool(executor_type ex, Factory factory, options opts = {}, hooks h = {})
-        : core_(std::make_shared<core_type>(std::move(ex), std::move(factory), std::move(opts), std::move(h))) {
-        core_->start();
-    }
+        : basic_pool(std::optional<executor_type>(std::move(ex)), std::move(factory), std::move(opts), std::move(h)) {}
 
     template <class ExecutionContext>
         requires std::convertible_to<ExecutionContext&, asio::execution_context&>
@@ -78,37 +80,46 @@ public:
         return *this;
     }
 
+    // Closes the pool: waiters fail with pool_closed, idle connections close, leased ones
+    // close when they come back. Waits for a factory call in progress for at most
+    // connect_timeout, then lets it finish on its own. Safe on any thread, including
+    // inside a completion handler or hook that the pool itself runs.
     ~basic_pool() { shut(); }
 
     // Blocking acquire, waiting at most options::acquire_timeout.
     // Throws connpool::error (code + message) on failure: pool_closed, acquire_timeout,
-    // connect_failed / connect_timeout (the database is unreachable: fails fast, before the
-    // timeout), too_many_waiters. May ping the connection on this thread first
-    // (options::validation). Never connects on this thread.
+    // connect_failed / connect_timeout (the database is unreachable: fails fast, before
+    // the timeout), too_many_waiters. A validation ping runs within the time left.
+    // Never connects on this thread.
     lease_type acquire(std::source_location loc = std::source_location::current()) {
         return acquire_for(core_->opts().acquire_timeout, loc);
     }
 
-    // As acquire(), with its own timeout.
+    // As acquire(), with its own timeout; milliseconds::max() waits without limit.
     lease_type acquire_for(std::chrono::milliseconds timeout,
                            std::source_location loc = std::source_location::current()) {
         error_info e;
-        lease_type l = core_->acquire(timeout, e, loc);
+        lease_type l = detail::blocking_acquire(*core_, timeout, e, loc);
         if (!l) throw error(std::move(e));
         return l;
     }
 
     // Non-throwing forms: an empty lease and ec set on failure; diag gets the message.
     lease_type acquire(error_code& ec, std::source_location loc = std::source_location::current()) {
-        error_info e;
-        lease_type l = core_->acquire(core_->opts().acquire_timeout, e, loc);
-        ec = e.code;
-        return l;
+        return acquire_for(core_->opts().acquire_timeout, ec, loc);
     }
 
     lease_type acquire(error_code& ec, error_info& diag, std::source_location loc = std::source_location::current()) {
-        lease_type l = core_->acquire(core_->opts().acquire_timeout, diag, loc);
+        lease_type l = detail::blocking_acquire(*core_, core_->opts().acquire_timeout, diag, loc);
         ec = diag.code;
+        return l;
+    }
+
+    lease_type acquire_for(std::chrono::milliseconds timeout, error_code& ec,
+                           std::source_location loc = std::source_location::current()) {
+        error_info e;
+        lease_type l = detail::blocking_acquire(*core_, timeout, e, loc);
+        ec = e.code;
         return l;
     }
 
@@ -116,24 +127,34 @@ public:
     //
     // Executor: completes on the handler's associated executor (default: the pool's),
     // always through a post, never inline inside this call or inside another thread's
-    // release. Waits at most options::acquire_timeout.
-    // Cancellation: terminal, partial and total are honoured while the operation waits
-    // in the queue, and complete it with errc::cancelled; a connect the operation caused
-    // is never aborted and serves the next waiter instead. Once a connection has been
-    // assigned, cancellation is ignored and the lease is delivered.
+    // return. Waits at most options::acquire_timeout (async_acquire_for: its own).
+    // Cancellation: terminal, partial and total are honoured until the lease is
+    // delivered, also while a validation ping runs for it, and complete it with
+    // errc::cancelled; a connect the operation caused is never aborted and serves the
+    // next waiter instead. asio::cancel_after (Boost 1.86+) works through the same slot.
     // Errors: as acquire(). Use the overload with error_info& for the message.
+    // Lifetime: the handler's executor must outlive the operation (Asio's rule).
     template <class Token = asio::default_completion_token_t<executor_type>>
         requires(!std::same_as<std::remove_cvref_t<Token>, error_info>)
     auto async_acquire(Token&& token = asio::default_completion_token_t<executor_type>{},
                        std::source_location loc = std::source_location::current()) {
-        return initiate(std::forward<Token>(token), nullptr, loc);
+        return initiate(std::forward<Token>(token), core_->opts().acquire_timeout, nullptr, loc);
     }
 
     // As above; diag receives the error's message. diag must outlive the operation.
     template <class Token = asio::default_completion_token_t<executor_type>>
     auto async_acquire(error_info& diag, Token&& token = asio::default_completion_token_t<executor_type>{},
                        std::source_location loc = std::source_location::current()) {
-        return initiate(std::forward<Token>(token), &diag, loc);
+        return initiate(std::forward<Token>(token), core_->opts().acquire_timeout, &diag, loc);
+    }
+
+    // As async_acquire(), with its own timeout (works on Boost 1.81, which has no
+    // cancel_after); milliseconds::max() waits without limit.
+    template <class Token = asio::default_completion_token_t<executor_type>>
+    auto async_acquire_for(std::chrono::milliseconds timeout,
+                           Token&& token = asio::default_completion_token_t<executor_type>{},
+                           std::source_location loc = std::source_location::current()) {
+        return initiate(std::forward<Token>(token), timeout, nullptr, loc);
     }
 
     // New acquires fail with pool_closed, waiters wake with pool_closed, idle connections
@@ -145,25 +166,40 @@ public:
     bool drain(std::chrono::milliseconds timeout) { return core_->drain(timeout); }
 
     // close(), then complete with an empty error_code when every connection is closed.
-    // Signature void(error_code). Not cancellable.
+    // Signature void(error_code). Not cancellable. Keeps the handler's executor busy
+    // until then, so ctx.run() does not return early.
     template <class Token = asio::default_completion_token_t<executor_type>>
     auto async_drain(Token&& token = asio::default_completion_token_t<executor_type>{}) {
         return asio::async_initiate<Token, void(error_code)>(
             [core = core_](auto handler) {
-                core->async_drain(asio::any_completion_handler<void(error_code)>(std::move(handler)));
+                auto work = asio::prefer(asio::get_associated_executor(handler, core->get_executor()),
+                                         asio::execution::outstanding_work.tracked);
+                auto h = std::make_shared<decltype(handler)>(std::move(handler));
+                core->async_drain([h, work]() mutable {
+                    asio::post(work, [h]() mutable { std::move(*h)(error_code{}); });
+                });
             },
             token);
     }
 
-    // Every open connection is replaced: idle ones close now, leased ones on return, and
-    // min_idle is topped up. For credential rotation and failover.
-    void retire_all() { core_->retire_all(); }
+    // Every open connection is replaced: idle ones close now, leased ones on return,
+    // connects in flight when they complete, and min_idle is topped up. For credential
+    // rotation and failover.
+    void retire_all() {
+        core_->control([](auto& st, auto now, auto& a) { st.retire_all(now, a); });
+    }
 
-    // Runtime resize. Throws std::invalid_argument naming the field when the value breaks
-    // min_idle <= max_size, or max_size >= 1.
-    void set_max_size(std::size_t n) { core_->set_max_size(n); }
-    void set_min_idle(std::size_t n) { core_->set_min_idle(n); }
+    // Runtime resize. Validated exactly as the constructor validates options: throws
+    // std::invalid_argument naming the field. Shrinking closes idle connections now and
+    // leased ones as they come back, exactly as many as are too many.
+    void set_max_size(std::size_t n) {
+        core_->control([n](auto& st, auto now, auto& a) { st.set_max_size(n, now, a); });
+    }
+    void set_min_idle(std::size_t n) {
+        core_->control([n](auto& st, auto now, auto& a) { st.set_min_idle(n, now, a); });
+    }
 
+    // A snapshot. The first call also turns on use-time measuring (pool_stats::use_time).
     pool_stats stats() const { return core_->stats(); }
 
     // The outstanding leases: where and when they were taken, and by which thread.
@@ -174,16 +210,25 @@ public:
     executor_type get_executor() const noexcept { return core_->get_executor(); }
 
 private:
+    basic_pool(std::optional<executor_type> ex, Factory factory, options opts, hooks h) {
+        validate(opts);
+        hk_ = std::make_shared<housekeeper_type>(std::move(ex));
+        core_ = std::make_shared<core_type>(std::move(factory), opts, std::move(h), hk_);
+        core_->set_completer(&detail::complete_waiter<core_type>);
+        core_->start();
+    }
+
     template <class Token>
-    auto initiate(Token&& token, error_info* diag, std::source_location loc) {
+    auto initiate(Token&& token, std::chrono::milliseconds timeout, error_info* diag, std::source_location loc) {
         return asio::async_initiate<Token, void(error_code, lease_type)>(
-            [core = core_, diag, loc](auto handler) {
+            [core = core_, timeout, diag, loc](auto handler) {
                 // The handler's executor, with work counted, taken while its type is still
                 // known: converting it after type erasure would allocate.
                 executor_type work = asio::prefer(asio::get_associated_executor(handler, core->get_executor()),
                                                   asio::execution::outstanding_work.tracked);
-                core->async_acquire(typename core_type::acquire_handler(std::move(handler)), std::move(work), diag,
-                                    loc);
+                detail::async_acquire<core_type>(
+                    core, typename detail::async_waiter<core_type>::handler_type(std::move(handler)),
+                    std::move(work), timeout, diag, loc);
             },
             token);
     }
@@ -192,9 +237,11 @@ private:
         if (core_) {
             core_->shutdown();
             core_.reset();
+            hk_.reset();
         }
     }
 
+    std::shared_ptr<housekeeper_type> hk_;
     std::shared_ptr<core_type> core_;
 };
 

@@ -19,6 +19,10 @@ struct pool_counts {
     std::size_t idle = 0;
     std::size_t in_use = 0;  // leased or busy: they will come back
     std::size_t waiting = 0;
+    // Connections on their way back to the queue soon: being reset, or reserved idle for
+    // the thread that returned them (handoff_policy::sticky). A waiter they will serve
+    // needs no connect of its own.
+    std::size_t coming_back = 0;
 };
 
 struct creation_policy {
@@ -30,7 +34,9 @@ struct creation_policy {
 };
 
 // How many connects to start now.
-// - Demand is the waiters not already covered by a connect in flight, or the idle
+// - Demand is the waiters not already covered by a connect in flight or a connection
+//   coming back (being reset: with reset on return, a sequential caller must not grow
+//   the pool at every return), or the idle
 //   connections missing below min_idle, whichever is larger.
 // - While leases are out, they will come back and serve waiters, so one connect at a time
 //   is enough: this is what keeps a burst from leaving a storm of connections behind.
@@ -39,7 +45,8 @@ inline std::size_t connects_to_start(const pool_counts& c, const creation_policy
     if (p.closed || p.in_backoff) return 0;
     const std::size_t used = c.open + c.connecting;
     if (used >= p.max_size) return 0;
-    const std::size_t for_waiters = c.waiting > c.connecting ? c.waiting - c.connecting : 0;
+    const std::size_t covered = c.connecting + c.coming_back;
+    const std::size_t for_waiters = c.waiting > covered ? c.waiting - covered : 0;
     const std::size_t have_idle = c.idle + c.connecting;
     const std::size_t for_min_idle = p.min_idle > have_idle ? p.min_idle - have_idle : 0;
     const std::size_t demand = std::max(for_waiters, for_min_idle);

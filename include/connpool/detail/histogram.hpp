@@ -1,58 +1,71 @@
-// connpool internals: a fixed log-scale histogram of acquire waits, for percentiles
+// connpool internals: recording into the public duration_histogram, and its quantiles,
 // without storing samples or allocating.
 #ifndef CONNPOOL_DETAIL_HISTOGRAM_HPP
 #define CONNPOOL_DETAIL_HISTOGRAM_HPP
 
-#include <array>
+#include <connpool/stats.hpp>
+
+#include <algorithm>
+#include <atomic>
 #include <bit>
 #include <chrono>
 #include <cstdint>
 
 namespace connpool::detail {
 
-class wait_histogram {
-public:
-    // Bucket i holds waits in [2^(i-1), 2^i) microseconds; bucket 0 holds waits under 1 us.
-    static constexpr std::size_t bucket_count = 40;
+inline std::size_t bucket_of(std::chrono::nanoseconds d) noexcept {
+    const auto us = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count() / 1000));
+    return std::min<std::size_t>(std::bit_width(us), duration_histogram::bucket_count - 1);
+}
 
-    void record(std::chrono::nanoseconds wait) noexcept {
-        const auto us = static_cast<std::uint64_t>(std::max<std::int64_t>(0, wait.count() / 1000));
-        ++buckets_[std::min<std::size_t>(std::bit_width(us), bucket_count - 1)];
-        max_us_ = std::max(max_us_, us);
-    }
+// Under the pool's lock.
+inline void record(duration_histogram& h, std::chrono::nanoseconds d) noexcept {
+    ++h.buckets[bucket_of(d)];
+    ++h.count;
+    h.sum += std::max(d, std::chrono::nanoseconds(0));
+}
 
-    // Waits of zero that were not recorded one by one (acquires served without waiting).
-    std::uint64_t recorded() const noexcept {
-        std::uint64_t n = 0;
-        for (auto b : buckets_) n += b;
-        return n;
-    }
-
-    // The q-quantile (0..1), counting `zeros` extra waits of zero; the upper edge of the
-    // bucket, so it errs on the side of a longer wait.
-    std::chrono::microseconds quantile(double q, std::uint64_t zeros) const noexcept {
-        const std::uint64_t total = recorded() + zeros;
-        if (total == 0) return std::chrono::microseconds(0);
-        auto rank = static_cast<std::uint64_t>(q * static_cast<double>(total - 1)) + 1;
-        if (rank <= zeros) return std::chrono::microseconds(0);
-        rank -= zeros;
-        for (std::size_t i = 0; i < bucket_count; ++i) {
-            if (rank <= buckets_[i]) {
-                const std::uint64_t edge = i == 0 ? 1 : (std::uint64_t{1} << i);
-                return std::chrono::microseconds(static_cast<std::int64_t>(std::min(edge, max_us_)));
-            }
-            rank -= buckets_[i];
+// The q-quantile (0..1): the upper edge of its bucket, capped at the longest sample, so
+// it errs on the side of a longer wait.
+inline std::chrono::microseconds quantile(const duration_histogram& h, double q,
+                                          std::chrono::microseconds longest) noexcept {
+    if (h.count == 0) return std::chrono::microseconds(0);
+    auto rank = static_cast<std::uint64_t>(q * static_cast<double>(h.count - 1)) + 1;
+    for (std::size_t i = 0; i < duration_histogram::bucket_count; ++i) {
+        if (rank <= h.buckets[i]) {
+            if (i == 0) return std::chrono::microseconds(0);
+            const auto edge = static_cast<std::int64_t>(duration_histogram::upper_bound_us(i));
+            return std::min(std::chrono::microseconds(edge), longest);
         }
-        return max();
+        rank -= h.buckets[i];
+    }
+    return longest;
+}
+
+// A histogram one writer fills without a lock and any thread reads: each slot keeps one
+// for its leases' use time, written only by the lease's holder, so recording touches no
+// shared cache line. Readers sum them into a duration_histogram.
+class single_writer_histogram {
+public:
+    void record(std::chrono::nanoseconds d) noexcept {
+        auto& b = buckets_[bucket_of(d)];
+        b.store(b.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        sum_ns_.store(sum_ns_.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count())),
+                      std::memory_order_relaxed);
     }
 
-    std::chrono::microseconds max() const noexcept {
-        return std::chrono::microseconds(static_cast<std::int64_t>(max_us_));
+    void add_to(duration_histogram& h) const noexcept {
+        for (std::size_t i = 0; i < duration_histogram::bucket_count; ++i) {
+            const auto n = buckets_[i].load(std::memory_order_relaxed);
+            h.buckets[i] += n;
+            h.count += n;
+        }
+        h.sum += std::chrono::nanoseconds(static_cast<std::int64_t>(sum_ns_.load(std::memory_order_relaxed)));
     }
 
 private:
-    std::array<std::uint64_t, bucket_count> buckets_{};
-    std::uint64_t max_us_ = 0;
+    std::atomic<std::uint64_t> buckets_[duration_histogram::bucket_count]{};
+    std::atomic<std::uint64_t> sum_ns_{0};
 };
 
 }  // namespace connpool::detail

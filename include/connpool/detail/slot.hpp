@@ -1,6 +1,10 @@
-// connpool internals: the node that holds one connection, and the table of nodes.
+// connpool internals: the node that holds one connection, its state word, and the table
+// of nodes.
 #ifndef CONNPOOL_DETAIL_SLOT_HPP
 #define CONNPOOL_DETAIL_SLOT_HPP
+
+#include <connpool/detail/clock.hpp>
+#include <connpool/detail/histogram.hpp>
 
 #include <array>
 #include <atomic>
@@ -12,31 +16,77 @@
 
 namespace connpool::detail {
 
-// A slot's state word. Every transition out of idle or leased is a CAS, so that the
-// acquire fast path, the return fast path, housekeeping and close() never both win.
+// A slot's state word. The transitions, each named once (pool_state.hpp carries them out):
+//
+//   from        to          name               who                            lock
+//   empty       connecting  start_connect      plan_connects                  yes
+//   connecting  idle        connect_done       no waiter                      yes
+//   connecting  leased      connect_done       handed to the oldest waiter    yes
+//   connecting  empty       connect_failed                                    yes
+//   connecting  closing     connect_done       retired or closed meanwhile    yes
+//   idle        leased      lease_idle         hint fast path, LIFO scan      CAS
+//   idle        probing     start_probe        housekeeping                   CAS
+//   idle        closing     close_idle         housekeeping, close, resize    CAS
+//   leased      idle        return_to_idle     return fast path               CAS
+//   leased      leased      hand_over          return with a waiter           yes
+//   leased      resetting   start_reset        dirty return                   yes
+//   leased      pinging     start_validation   hand-out check                 yes
+//   leased      closing     close_leased       discard, broken, expired       yes
+//   leased      orphaned    orphan             close() while leased           CAS
+//   resetting   idle/leased reset_done         (hand_over rules)              yes
+//   resetting   closing     reset_failed                                      yes
+//   pinging     leased      ping_done          delivered to its waiter        yes
+//   pinging     idle/leased ping_done          its waiter gave up: hand_over  yes
+//   pinging     closing     ping_failed                                       yes
+//   probing     idle/leased probe_done         (hand_over rules)              yes
+//   probing     closing     probe_failed                                      yes
+//   orphaned    closing     return             the lease came back            yes
+//   closing     empty       close_done         after the connection closed    yes
+//
+// Every transition out of idle or leased is a CAS, so that the fast paths, housekeeping
+// and close() never both win the same slot.
 enum class slot_state : std::uint8_t {
     empty,       // no connection; free for a connect
     connecting,  // a connect for this slot is in flight
     idle,        // has a connection ready; acquire claims it with one CAS to leased
-    leased,      // a lease holds it
-    busy,        // the pool works on it (reset, ping, close) and nobody else may touch it
-    probing,     // idle, but housekeeping is probing it: counts as idle, cannot be claimed
+    leased,      // a lease holds it, or it is on its way to a waiter
+    resetting,   // returned dirty; the factory's reset runs off the caller's path
+    pinging,     // chosen for a waiter; the validation ping runs
+    probing,     // idle, but housekeeping probes it: counts as idle, cannot be claimed
+    closing,     // its connection is being closed; becomes empty
     orphaned,    // was leased when the pool closed: its return closes it
 };
+
+constexpr const char* to_string(slot_state s) noexcept {
+    switch (s) {
+    case slot_state::empty: return "empty";
+    case slot_state::connecting: return "connecting";
+    case slot_state::idle: return "idle";
+    case slot_state::leased: return "leased";
+    case slot_state::resetting: return "resetting";
+    case slot_state::pinging: return "pinging";
+    case slot_state::probing: return "probing";
+    case slot_state::closing: return "closing";
+    case slot_state::orphaned: return "orphaned";
+    }
+    return "?";
+}
 
 // What the gauges and the creation decision call idle: a slot being probed is idle for a
 // moment longer, it is only not claimable.
 constexpr bool counts_as_idle(slot_state s) noexcept { return s == slot_state::idle || s == slot_state::probing; }
+constexpr bool holds_connection(slot_state s) noexcept {
+    return s != slot_state::empty && s != slot_state::connecting;
+}
 
-template <class Connection, class Clock>
-struct slot;
+struct slot_base;
+struct waiter_base;
 
-// What a lease calls when it lets go. Virtual so that lease<Connection> does not depend
-// on the factory type.
-template <class Connection, class Clock>
+// What a lease calls when it lets go. Virtual so that lease<Connection> depends on neither
+// the factory nor the clock.
 class slot_owner {
 public:
-    virtual void give_back(slot<Connection, Clock>& s, bool discard) noexcept = 0;
+    virtual void give_back(slot_base& s, bool discard) noexcept = 0;
 
 protected:
     ~slot_owner() = default;
@@ -44,38 +94,52 @@ protected:
 
 // Aligned to a cache line: a slot is written by whoever holds it, and two threads that
 // each hold their own slot must not share a line.
-template <class Connection, class Clock>
-struct alignas(64) slot {
-    using time_point = typename Clock::time_point;
-    using duration = typename Clock::duration;
-
+struct alignas(64) slot_base {
     std::atomic<slot_state> state{slot_state::empty};
-    slot_owner<Connection, Clock>* owner = nullptr;
-    std::optional<Connection> conn;
+    slot_owner* owner = nullptr;
 
-    // Fixed when the connection opens (under the pool's lock, before it is published).
+    // Fixed when the connect starts or completes (under the pool's lock, before the slot
+    // is published), read by whoever holds the slot.
     time_point created_at{};
     time_point expires_at = time_point::max();  // lifetime with its jitter already applied
-    std::uint64_t generation = 0;               // retire_all() generation at open
+    std::uint64_t generation = 0;               // retire_all() generation when the connect started
+
+    // The handoff quantum: when the current run of uses by one thread began, and until
+    // when an idle slot stays reserved for the thread that returned it while others wait.
+    std::atomic<time_point> run_start{};
+    std::atomic<time_point> sticky_until{};
 
     // Written by the holder, read by housekeeping and stats; relaxed is enough because a
     // reader only reports them.
-    std::atomic<duration> last_used{};  // since the clock's epoch
-    std::atomic<duration> leased_at{};
-    std::atomic<std::uint64_t> recency{0};  // recency_stamp() at the last return: LIFO order
+    std::atomic<time_point> last_used{};
+    std::atomic<time_point> leased_at{};
+    std::atomic<std::uint64_t> leased_tsc{0};  // only while use-time is measured
+    std::atomic<std::uint64_t> recency{0};     // recency_stamp() at the last return: LIFO order
     std::atomic<std::source_location> site{};
     std::atomic<std::thread::id> holder{};
     std::atomic<std::uint64_t> acquires{0};  // written only by the holder
 
-    bool skip_reset = false;     // the current lease opted out of reset on return
-    std::atomic<bool> leak_reported{false};  // set by housekeeping, cleared at each acquire
+    waiter_base* validating_for = nullptr;  // while pinging: the waiter it is meant for (pool's lock)
+    single_writer_histogram use_time;  // how long each lease held it, while measured
 
-    time_point last_used_at() const noexcept { return time_point(last_used.load(std::memory_order_relaxed)); }
-    time_point leased_since() const noexcept { return time_point(leased_at.load(std::memory_order_relaxed)); }
+    std::atomic<bool> in_return{false};      // a return is reading the pool (pool_core::shutdown)
+    bool skip_reset = false;                 // the current lease opted out of reset on return
+    std::atomic<bool> leak_reported{false};  // set by housekeeping, cleared at each acquire
 
     void count_acquire() noexcept {
         acquires.store(acquires.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
+
+    // One CAS; the name says which transition it is.
+    bool cas(slot_state from, slot_state to) noexcept {
+        return state.compare_exchange_strong(from, to, std::memory_order_acq_rel, std::memory_order_relaxed);
+    }
+    slot_state load() const noexcept { return state.load(std::memory_order_acquire); }
+};
+
+template <class Connection>
+struct slot : slot_base {
+    std::optional<Connection> conn;
 };
 
 // Slots live in fixed chunks that never move, so that a scan may walk them without the

@@ -1,0 +1,213 @@
+// connpool internals: pool_core's action runner and its factory calls. Included by
+// pool_core.hpp only.
+#ifndef CONNPOOL_DETAIL_POOL_CORE_IMPL_HPP
+#define CONNPOOL_DETAIL_POOL_CORE_IMPL_HPP
+
+#include <connpool/detail/connector.hpp>
+#include <connpool/detail/pool_core.hpp>
+
+namespace connpool::detail {
+
+template <class Factory, class Clock>
+void pool_core<Factory, Clock>::run(actions& a) noexcept {
+    std::shared_ptr<pool_core> last_ref;  // declared first: released last, after every member use
+    for (;;) {
+        while (waiter_base* w = a.pop_done()) completer_(*this, *w);
+        for (auto [s, why] : std::exchange(a.closes, {})) close_connection(static_cast<slot_type&>(*s), why, a);
+        for (auto* s : std::exchange(a.connects, {})) launch_connect(static_cast<slot_type&>(*s));
+        for (auto* s : std::exchange(a.resets, {})) {
+            auto& slot = static_cast<slot_type&>(*s);
+            if (!maint_lane_.post([self = this->shared_from_this(), &slot](bool go) { self->run_reset(slot, go); })) {
+                run_reset(slot, false);
+            }
+        }
+        for (auto [s, timeout] : std::exchange(a.pings, {})) {
+            auto& slot = static_cast<slot_type&>(*s);
+            auto t = timeout;
+            if (!maint_lane_.post([self = this->shared_from_this(), &slot, t](bool go) { self->run_ping(slot, t, go); })) {
+                run_ping(slot, t, false);
+            }
+        }
+        for (auto* s : std::exchange(a.probes, {})) run_probe(static_cast<slot_type&>(*s));
+        for (auto& l : std::exchange(a.leaks, {})) reporter_.leak(l);
+        if (std::exchange(a.drained, false)) {
+            std::vector<std::function<void()>> done;
+            {
+                std::lock_guard lk(mutex_);
+                done.swap(drain_waiters_);
+                drained_cv_.notify_all();
+                if (keepalive_) last_ref = std::move(keepalive_);
+            }
+            for (auto& d : done) d();
+        }
+        if (a.timer != time_point::max()) arm(std::exchange(a.timer, time_point::max()));
+        if (a.empty()) break;
+    }
+}
+
+template <class Factory, class Clock>
+bool pool_core<Factory, Clock>::is_broken(slot_type& s) const noexcept {
+    if constexpr (has_is_broken<Factory>) {
+        try {
+            return factory_.is_broken(*s.conn);
+        } catch (...) {
+            return true;
+        }
+    } else {
+        (void)s;
+        return false;
+    }
+}
+
+template <class Factory, class Clock>
+bool pool_core<Factory, Clock>::wants_reset(slot_type& s) const noexcept {
+    if constexpr (!has_reset<Factory>) {
+        (void)s;
+        return false;
+    } else {
+        if (!opts().reset_on_return || s.skip_reset) return false;
+        if constexpr (has_needs_reset<Factory>) {
+            try {
+                return factory_.needs_reset(*s.conn);
+            } catch (...) {
+                return true;
+            }
+        }
+        return true;
+    }
+}
+
+// A connect is never aborted once started: it completes and serves whoever waits then.
+template <class Factory, class Clock>
+void pool_core<Factory, Clock>::launch_connect(slot_type& s) noexcept {
+    connect_request req;
+    {
+        std::lock_guard lk(mutex_);
+        req = state_.request();
+    }
+    const auto started = now();
+    auto self = this->shared_from_this();
+    if constexpr (has_async_connect<Factory>) {
+        try {
+            factory_.async_connect(req, ex_,
+                                   connect_handler<connection_type>(
+                                       [self, &s, started](error_info e, std::optional<connection_type> c) {
+                                           self->connected(s, std::move(c), std::move(e), started);
+                                       }));
+        } catch (...) {
+            connected(s, std::nullopt, thrown_error(), started);
+        }
+    } else {
+        const bool posted = connect_lane_.post([self, &s, req, started](bool go) {
+            if (!go) return self->connected(s, std::nullopt, error_info{errc::pool_closed, "pool closed"}, started);
+            error_info e;
+            std::optional<connection_type> c;
+            try {
+                c = self->factory_.connect(req, e);
+            } catch (...) {
+                c.reset();
+                e = thrown_error();
+            }
+            self->connected(s, std::move(c), std::move(e), started);
+        });
+        if (!posted) connected(s, std::nullopt, error_info{errc::pool_closed, "pool closed"}, started);
+    }
+}
+
+template <class Factory, class Clock>
+void pool_core<Factory, Clock>::connected(slot_type& s, std::optional<connection_type> c, error_info e,
+                                          time_point started) noexcept {
+    const auto t = now();
+    unsigned attempt = 0;
+    const bool ok = c.has_value() && !e;
+    actions a;
+    {
+        std::lock_guard lk(mutex_);
+        attempt = state_.request().attempt;
+        state_.connect_done(s, std::move(c), ok ? error_info{} : e, started, t, a);
+    }
+    reporter_.connected(ok ? error_info{} : e, t - started, attempt);
+    run(a);
+}
+
+// go is false when the pool stopped before the task ran: hand_over then closes it.
+template <class Factory, class Clock>
+void pool_core<Factory, Clock>::run_reset(slot_type& s, bool go) noexcept {
+    bool ok = true;
+    if constexpr (has_reset<Factory>) {
+        if (go) {
+            try {
+                error_info e;
+                ok = factory_.reset(*s.conn, e);
+            } catch (...) {
+                ok = false;
+            }
+        }
+    }
+    (void)go;
+    actions a;
+    {
+        std::lock_guard lk(mutex_);
+        state_.reset_done(s, ok, now(), a);
+    }
+    run(a);
+}
+
+// The timeout is already capped at what the waiter has left.
+template <class Factory, class Clock>
+void pool_core<Factory, Clock>::run_ping(slot_type& s, std::chrono::milliseconds timeout, bool go) noexcept {
+    bool ok = true;
+    if constexpr (has_ping<Factory>) {
+        if (go) {
+            try {
+                error_info e;
+                ok = factory_.ping(*s.conn, std::max(timeout, std::chrono::milliseconds(1)), e);
+            } catch (...) {
+                ok = false;
+            }
+            if (ok) s.last_used.store(coarse_now<Clock>(), std::memory_order_relaxed);
+        }
+    }
+    (void)timeout;
+    actions a;
+    {
+        std::lock_guard lk(mutex_);
+        state_.ping_done(s, ok, now(), a);
+    }
+    run(a);
+}
+
+// probe() never waits, so it runs right here.
+template <class Factory, class Clock>
+void pool_core<Factory, Clock>::run_probe(slot_type& s) noexcept {
+    bool alive = true;
+    if constexpr (has_probe<Factory>) {
+        try {
+            alive = factory_.probe(*s.conn);
+        } catch (...) {
+            alive = false;
+        }
+    }
+    actions a;
+    {
+        std::lock_guard lk(mutex_);
+        state_.probe_done(s, alive, now(), a);
+    }
+    run(a);
+}
+
+template <class Factory, class Clock>
+void pool_core<Factory, Clock>::close_connection(slot_type& s, close_reason why, actions& next) noexcept {
+    try {
+        s.conn.reset();
+    } catch (...) {
+        // A connection's destructor threw; the slot is freed all the same.
+    }
+    reporter_.closed(why);
+    std::lock_guard lk(mutex_);
+    state_.close_done(s, why, now(), next);
+}
+
+}  // namespace connpool::detail
+
+#endif  // CONNPOOL_DETAIL_POOL_CORE_IMPL_HPP

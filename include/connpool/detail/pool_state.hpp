@@ -1,0 +1,556 @@
+// connpool internals: the pool's decisions as one sans-I/O state machine.
+//
+// Events go in (an acquire arrives, a connection comes back, a connect, reset, ping or
+// probe finishes, time passes, a caller gives up, close, resize, retire); actions come
+// out (actions.hpp): complete these waiters, start these connects, close, reset, ping or
+// probe these connections, run tick() at T. It reads no clock (every event carries
+// "now"), starts no thread and calls no factory, so tests step it in virtual time.
+//
+// Locking: the shell serializes every member not marked lock-free with one mutex. The
+// lock-free members are the fast paths; they touch only a slot's state word with one CAS
+// and read waiting(), and their interplay with the queue is the one the slot table in
+// slot.hpp and the comments below describe.
+#ifndef CONNPOOL_DETAIL_POOL_STATE_HPP
+#define CONNPOOL_DETAIL_POOL_STATE_HPP
+
+#include <connpool/detail/actions.hpp>
+#include <connpool/detail/connector.hpp>
+#include <connpool/detail/handout.hpp>
+#include <connpool/detail/reporting.hpp>
+#include <connpool/detail/slot.hpp>
+#include <connpool/detail/waiter_queue.hpp>
+#include <connpool/options.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace connpool::detail {
+
+enum class admit_result {
+    served,   // w.result holds a claimed slot: check it, then deliver (nobody else will)
+    queued,   // w waits; it is completed through actions later
+    refused,  // w.error says why
+};
+
+// What return_to_idle() leaves to its caller.
+enum class publish_result {
+    done,    // the slot is idle (and hinted); nothing else to do
+    serve,   // idle, but a waiter appeared meanwhile: call serve_waiters() under the lock
+    locked,  // not published: call hand_over() under the lock
+};
+
+template <class Connection>
+class pool_state {
+public:
+    using slot_type = slot<Connection>;
+
+    pool_state(const options& o, slot_owner* owner, std::uint64_t seed, bool can_probe)
+        : opts_((validate(o), o)), owner_(owner), can_probe_(can_probe), connector_(opts_, seed) {}
+
+    pool_state(const pool_state&) = delete;
+    pool_state& operator=(const pool_state&) = delete;
+
+    // ------------------------------------------------------------ lock-free members
+
+    std::size_t waiting() const noexcept { return waiting_.load(std::memory_order_seq_cst); }
+    bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+    const options& opts() const noexcept { return opts_; }  // the immutable fields only
+
+    pool_facts facts() const noexcept {
+        return {closed(), generation_.load(std::memory_order_relaxed),
+                over_capacity_.load(std::memory_order_relaxed)};
+    }
+
+    static connection_facts facts_of(const slot_type& s, time_point now) noexcept {
+        return {now, s.expires_at, s.last_used.load(std::memory_order_relaxed), s.generation,
+                s.acquires.load(std::memory_order_relaxed)};
+    }
+
+    // lease_idle through this thread's hint. While others wait, only within the quantum
+    // of the run that returned it (handoff_policy::sticky); now() is read only then.
+    template <class Now>
+    slot_type* lease_hint(slot_type* h, Now&& now) noexcept {
+        if (h == nullptr || closed()) return nullptr;
+        if (waiting() != 0) {
+            if (opts_.handoff != handoff_policy::sticky) return nullptr;
+            if (now() >= h->sticky_until.load(std::memory_order_relaxed)) return nullptr;
+        }
+        return h->cas(slot_state::idle, slot_state::leased) ? h : nullptr;
+    }
+
+    // return_to_idle for a connection judged fit for reuse. Nobody waits: publish it
+    // idle. Somebody waits: under sticky, within the run's quantum, publish it reserved
+    // for this thread until the quantum ends (the sweep, or any locked event after that,
+    // hands it to the oldest waiter); otherwise the caller hands it over under the lock.
+    template <class Now>
+    publish_result return_to_idle(slot_type& s, Now&& now) noexcept {
+        if (waiting() != 0) {
+            if (opts_.handoff != handoff_policy::sticky) return publish_result::locked;
+            const time_point t = now();
+            const time_point until = s.run_start.load(std::memory_order_relaxed) + opts_.handoff_quantum;
+            if (t >= until) return publish_result::locked;
+            s.sticky_until.store(until, std::memory_order_relaxed);
+            if (!s.cas(slot_state::leased, slot_state::idle)) return publish_result::locked;  // orphaned
+            sweep_wanted_.store(true, std::memory_order_release);
+            return publish_result::done;
+        }
+        s.sticky_until.store(time_point{}, std::memory_order_relaxed);
+        if (!s.cas(slot_state::leased, slot_state::idle)) return publish_result::locked;
+        // A waiter that counted itself in after our first look must not sleep next to an
+        // idle slot: it counts itself in before it scans, we publish before we look again.
+        return waiting() != 0 ? publish_result::serve : publish_result::done;
+    }
+
+    // True once per burst of sticky returns: the shell then arms a sweep a quantum ahead.
+    bool take_sweep_request() noexcept {
+        return sweep_wanted_.load(std::memory_order_relaxed) && sweep_wanted_.exchange(false);
+    }
+
+    // ------------------------------------------------------------ acquire
+
+    admit_result admit(waiter_base& w, time_point now, bool front, actions& a) {
+        if (closed()) return refuse(w, errc::pool_closed, "pool closed");
+        if (waiters_.empty()) {
+            // Nobody waits, so taking an idle slot jumps no queue.
+            if (slot_type* s = lease_lifo(now, true)) return serve_now(w, *s, now);
+        } else {
+            serve_waiters(now, a);  // expired reservations first: they belong to older waiters
+        }
+        if (opts_.max_waiters != 0 && waiters_.size() >= opts_.max_waiters) {
+            reports_.rejected++;
+            return refuse(w, errc::too_many_waiters,
+                          "too many waiters: " + std::to_string(waiters_.size()) +
+                              " callers already waiting (max_waiters = " + std::to_string(opts_.max_waiters) + ")");
+        }
+        if (connector_.failing_fast(open_, now)) {
+            reports_.fast_failed++;
+            return refuse(w, connector_.last_error().code, connector_.fast_fail_message(now));
+        }
+        if (w.phase == waiter_phase::fresh) w.enqueued_at = now;
+        front ? waiters_.push_front(w) : waiters_.push_back(w);
+        sync_waiting();
+        a.arm(w.deadline);
+        serve_waiters(now, a);  // a slot published idle by a return that saw no waiter yet
+        plan_connects(now, a);
+        return admit_result::queued;  // possibly served already by serve_waiters(): then it is in a
+    }
+
+    // Idle slots whose reservation ended go to the oldest waiters.
+    void serve_waiters(time_point now, actions& a) {
+        while (!waiters_.empty()) {
+            slot_type* s = lease_lifo(now, false);
+            if (s == nullptr) break;
+            assign(*waiters_.next_to_serve(), *s, now, a);
+        }
+    }
+
+    // The hand-out check chose to ping w's connection: it stays w's while the ping runs,
+    // and w can still time out or be cancelled.
+    // The ping's timeout is capped at the time w has left.
+    void start_validation(waiter_base& w, slot_type& s, time_point now, actions& a) {
+        s.state.store(slot_state::pinging, std::memory_order_relaxed);
+        s.validating_for = &w;
+        ++pinging_;
+        w.phase = waiter_phase::pinging;
+        w.result = &s;
+        a.pings.emplace_back(&s, capped_timeout(opts_.ping_timeout, now, w.deadline));
+        a.arm(w.deadline);
+    }
+
+    // The slot remembers its waiter only while the waiter still wants it: a waiter that
+    // timed out, was cancelled or saw the pool close is gone, and so is the pointer.
+    void ping_done(slot_type& s, bool ok, time_point now, actions& a) {
+        --pinging_;
+        waiter_base* w = std::exchange(s.validating_for, nullptr);
+        s.state.store(slot_state::leased, std::memory_order_relaxed);
+        if (!ok) {
+            close_leased(s, close_reason::validation_failed, a);
+            if (w != nullptr) readmit(*w, now, a);
+            return;
+        }
+        if (w != nullptr && !closed()) {
+            assign(*w, s, now, a);
+        } else {
+            hand_over(s, now, a);
+        }
+    }
+
+    // A delivered slot failed the hand-out check and was closed: w keeps its place.
+    void readmit(waiter_base& w, time_point now, actions& a) {
+        w.result = nullptr;
+        if (now >= w.deadline) return expire(w, now, a);
+        w.phase = waiter_phase::queued;  // not fresh: keeps its enqueued_at
+        waiters_.push_front(w);
+        sync_waiting();
+        a.arm(w.deadline);
+        serve_waiters(now, a);
+        plan_connects(now, a);
+    }
+
+    // The caller stops waiting (errc::cancelled, or errc::acquire_timeout at its own
+    // deadline). A waiter already done is left alone: its completion is under way.
+    void give_up(waiter_base& w, errc why, time_point now, actions& a) {
+        if (!w.pending()) return;
+        if (why == errc::acquire_timeout) return expire(w, now, a);
+        unqueue(w);
+        reports_.cancelled++;
+        w.error = error_info{why, "acquire cancelled"};
+        a.complete(w);
+    }
+
+    // ------------------------------------------------------------ return
+
+    // The connection is fit for reuse: to the oldest waiter, else idle (hinted by caller).
+    void hand_over(slot_type& s, time_point now, actions& a) {
+        if (closed() || s.load() == slot_state::orphaned) return close_leased(s, close_reason::pool_closed, a);
+        s.state.store(slot_state::leased, std::memory_order_relaxed);
+        if (waiting_for_slot()) return assign(*waiters_.next_to_serve(), s, now, a);
+        s.sticky_until.store(time_point{}, std::memory_order_relaxed);
+        s.state.store(slot_state::idle, std::memory_order_release);
+    }
+
+    // Over capacity after set_max_size(): true for as many returns as there are
+    // connections too many, because the caller closes each at once (close_leased counts
+    // it in closing_). Returns that overlap therefore close exactly the excess.
+    bool take_excess() const noexcept { return open_ - closing_ > max_size_; }
+
+    void start_reset(slot_type& s, actions& a) {
+        if (closed() || s.load() == slot_state::orphaned) return close_leased(s, close_reason::pool_closed, a);
+        s.state.store(slot_state::resetting, std::memory_order_relaxed);
+        ++resetting_;
+        a.resets.push_back(&s);
+    }
+
+    void reset_done(slot_type& s, bool ok, time_point now, actions& a) {
+        --resetting_;
+        s.state.store(slot_state::leased, std::memory_order_relaxed);
+        if (!ok) return close_leased(s, close_reason::reset_failed, a);
+        hand_over(s, now, a);
+    }
+
+    // ------------------------------------------------------------ closing
+
+    // s is held (leased, orphaned, or just taken from another state): close its connection.
+    void close_leased(slot_type& s, close_reason why, actions& a) {
+        s.state.store(slot_state::closing, std::memory_order_relaxed);
+        ++closing_;
+        a.closes.emplace_back(&s, why);
+    }
+
+    // The shell closed s's connection.
+    void close_done(slot_type& s, close_reason why, time_point now, actions& a) {
+        reports_.closed(s, why);
+        s.generation = 0;
+        s.expires_at = time_point::max();
+        s.state.store(slot_state::empty, std::memory_order_release);
+        --open_;
+        --closing_;
+        update_capacity();
+        plan_connects(now, a);
+        serve_waiters(now, a);
+        check_drained(a);
+    }
+
+    void close(actions& a) {
+        if (closed_.exchange(true, std::memory_order_seq_cst)) return;
+        waiters_.for_each([&](waiter_base& w) { fail(w, errc::pool_closed, "pool closed", a); });
+        for (waiter_base* w : pinging_waiters()) fail(*w, errc::pool_closed, "pool closed", a);
+        sync_waiting();
+        slots_.for_each([&](slot_type& s) {
+            for (;;) {
+                if (s.cas(slot_state::idle, slot_state::closing)) {
+                    ++closing_;
+                    a.closes.emplace_back(&s, close_reason::pool_closed);
+                    return;
+                }
+                if (s.cas(slot_state::leased, slot_state::orphaned)) return;
+                // connecting, resetting, pinging, probing, closing: whoever holds it sees
+                // closed() and closes it. A slot that went idle meanwhile: look again.
+                if (s.load() != slot_state::idle) return;
+            }
+        });
+        check_drained(a);
+    }
+
+    bool drained() const noexcept { return closed() && open_ + connector_.in_flight() == 0; }
+
+    // Every connection exists or is on its way, and waiters outnumber the connects: only
+    // a return can serve them.
+    bool exhausted() const noexcept {
+        return open_ - closing_ + connector_.in_flight() >= max_size_ && waiters_.size() > connector_.in_flight();
+    }
+
+    // ------------------------------------------------------------ connecting
+
+    const connect_request& request() const noexcept { return connector_.request(); }
+
+    void connect_done(slot_type& s, std::optional<Connection> c, error_info e, time_point started, time_point now,
+                      actions& a) {
+        if (c && e) c.reset();  // a factory that says both: trust the error
+        if (!c && !e) e = error_info{errc::connect_failed, "factory returned no connection and no error"};
+        if (!c) {
+            s.state.store(slot_state::empty, std::memory_order_relaxed);
+            connector_.failed(std::move(e), now);
+            reports_.connect_failures++;
+            // Nothing open and nothing on its way: nobody will hand these waiters a
+            // connection before the backoff ends, so tell them why now.
+            if (open_ == 0 && connector_.in_flight() == 0) {
+                waiters_.for_each([&](waiter_base& w) {
+                    reports_.fast_failed++;
+                    fail(w, connector_.last_error().code, connector_.last_error().message, a);
+                });
+                sync_waiting();
+            }
+        } else {
+            connector_.succeeded();
+            reports_.created(now - started);
+            s.conn = std::move(c);
+            s.created_at = now;
+            s.expires_at = connector_.expiry(now);
+            s.last_used.store(now, std::memory_order_relaxed);
+            s.recency.store(0, std::memory_order_relaxed);
+            ++open_;
+            update_capacity();
+            s.state.store(slot_state::leased, std::memory_order_relaxed);
+            if (s.generation != generation_.load(std::memory_order_relaxed)) {
+                close_leased(s, close_reason::retired, a);  // retire_all() ran while it connected
+            } else {
+                hand_over(s, now, a);
+            }
+        }
+        plan_connects(now, a);
+        check_drained(a);
+    }
+
+    // ------------------------------------------------------------ housekeeping
+
+    // Expire waiters, close what idled or aged out, report leaks, probe, top up min_idle,
+    // hand reserved slots whose quantum ended to waiters, and say when to look again.
+    void tick(time_point now, actions& a) {
+        time_point next = saturating_add(now, opts_.housekeeping_interval);
+        waiters_.for_each([&](waiter_base& w) {
+            if (w.deadline <= now) {
+                expire(w, now, a);
+            } else {
+                next = std::min(next, w.deadline);
+            }
+        });
+        for (waiter_base* w : pinging_waiters()) {
+            if (w->deadline <= now) expire(*w, now, a);
+        }
+        if (!closed()) {
+            evict_idle(now, a);
+            find_leaks(now, a);
+            serve_waiters(now, a);
+            plan_connects(now, a);
+            if (can_probe_ && waiters_.empty()) claim_for_probe(a);
+            if (connector_.in_backoff(now)) next = std::min(next, connector_.backoff_until());
+            if (!waiters_.empty()) next = std::min(next, earliest_reservation_end(now));
+        }
+        a.arm(next);
+    }
+
+    void probe_done(slot_type& s, bool alive, time_point now, actions& a) {
+        s.state.store(slot_state::leased, std::memory_order_relaxed);
+        if (!alive) return close_leased(s, close_reason::broken, a);
+        hand_over(s, now, a);
+    }
+
+    // ------------------------------------------------------------ control
+
+    // Each setter validates the whole options as the constructor does.
+    void set_max_size(std::size_t n, time_point now, actions& a) {
+        options o = current();
+        o.max_size = n;
+        validate(o);
+        max_size_ = n;
+        update_capacity();
+        std::size_t excess = open_ - closing_ > max_size_ ? open_ - closing_ - max_size_ : 0;
+        slots_.for_each([&](slot_type& s) {
+            if (excess > 0 && s.cas(slot_state::idle, slot_state::closing)) {
+                ++closing_;
+                a.closes.emplace_back(&s, close_reason::resized);
+                --excess;
+            }
+        });
+        update_capacity();  // the leased excess closes as it comes back (take_excess)
+        plan_connects(now, a);
+    }
+
+    void set_min_idle(std::size_t n, time_point now, actions& a) {
+        options o = current();
+        o.min_idle = n;
+        validate(o);
+        min_idle_ = n;
+        plan_connects(now, a);
+    }
+
+    void retire_all(time_point now, actions& a) {
+        generation_.fetch_add(1, std::memory_order_relaxed);
+        slots_.for_each([&](slot_type& s) {
+            if (s.cas(slot_state::idle, slot_state::closing)) {
+                ++closing_;
+                a.closes.emplace_back(&s, close_reason::retired);
+            }
+        });
+        plan_connects(now, a);
+    }
+
+    // The options as they are now, runtime changes included.
+    options current() const {
+        options o = opts_;
+        o.max_size = max_size_;
+        o.min_idle = min_idle_;
+        return o;
+    }
+
+    // ------------------------------------------------------------ observability
+
+    pool_stats snapshot(time_point now) const {
+        pool_stats st = reports_.snapshot(slots_, now);
+        st.open = open_;
+        st.creating = connector_.in_flight();
+        st.waiting = waiters_.size();
+        st.max_size = max_size_;
+        st.min_idle = min_idle_;
+        st.max_idle = opts_.max_idle == 0 ? max_size_ : opts_.max_idle;
+        st.last_connect_error = connector_.last_error().message;
+        return st;
+    }
+
+    std::vector<lease_info> leases(time_point now) const { return reports_.leases(slots_, now); }
+    reporting& reports() noexcept { return reports_; }
+    const slot_table<slot_type>& slots() const noexcept { return slots_; }
+
+    // Empty when every invariant holds, else what broke. For the tests, after each event.
+    std::string check_invariants(time_point now) const;
+
+private:
+    admit_result refuse(waiter_base& w, error_code code, std::string message) {
+        w.result = nullptr;
+        w.error = error_info{code, std::move(message)};
+        return admit_result::refused;
+    }
+
+    admit_result serve_now(waiter_base& w, slot_type& s, time_point now) {
+        s.run_start.store(now, std::memory_order_relaxed);
+        w.result = &s;
+        return admit_result::served;
+    }
+
+    // The most recently used claimable idle slot (LIFO keeps backends warm and lets the
+    // surplus reach its idle timeout). With reserved too, a reservation is no obstacle
+    // (nobody waits); without, only slots whose reservation ended. The CAS decides races
+    // with the lock-free paths.
+    slot_type* lease_lifo(time_point now, bool reserved_too) noexcept {
+        for (;;) {
+            slot_type* best = nullptr;
+            std::uint64_t best_used = 0;
+            slots_.for_each([&](slot_type& s) {
+                if (s.load() != slot_state::idle) return;
+                if (!reserved_too && now < s.sticky_until.load(std::memory_order_relaxed)) return;
+                const auto used = s.recency.load(std::memory_order_relaxed);
+                if (best == nullptr || used > best_used) {
+                    best = &s;
+                    best_used = used;
+                }
+            });
+            if (best == nullptr || best->cas(slot_state::idle, slot_state::leased)) return best;
+        }
+    }
+
+    bool waiting_for_slot() const noexcept { return !waiters_.empty(); }
+
+    // w dequeued: s (leased) becomes its, and starts a new run.
+    void assign(waiter_base& w, slot_type& s, time_point now, actions& a) {
+        sync_waiting();
+        s.run_start.store(now, std::memory_order_relaxed);
+        s.sticky_until.store(time_point{}, std::memory_order_relaxed);
+        w.result = &s;
+        reports_.waited(now - w.enqueued_at);
+        a.complete(w);
+    }
+
+    void fail(waiter_base& w, errc code, const std::string& message, actions& a) {
+        fail(w, make_error_code(code), message, a);
+    }
+
+    void fail(waiter_base& w, error_code code, const std::string& message, actions& a) {
+        unqueue(w);
+        w.result = nullptr;
+        w.error = error_info{code, message};
+        a.complete(w);
+    }
+
+    void expire(waiter_base& w, time_point now, actions& a) {
+        const bool connecting = connector_.in_flight() > 0;
+        unqueue(w);
+        reports_.timeouts++;
+        w.result = nullptr;
+        w.error = error_info{errc::acquire_timeout,
+                             reports_.timeout_message(slots_, now, now - w.enqueued_at, max_size_, waiters_.size() + 1,
+                                                      connecting, connector_)};
+        a.complete(w);
+    }
+
+    // Takes w out of the queue, or out of the pinging set, whichever it is in.
+    void unqueue(waiter_base& w) noexcept {
+        if (w.phase == waiter_phase::queued) {
+            waiters_.remove(w);
+            sync_waiting();
+        } else if (w.phase == waiter_phase::pinging && w.result != nullptr) {
+            // The slot stays pinging; ping_done() hands it over to someone else.
+            static_cast<slot_type*>(w.result)->validating_for = nullptr;
+            w.result = nullptr;
+        }
+    }
+
+    std::vector<waiter_base*> pinging_waiters() const;  // from the pinging slots
+
+    void sync_waiting() noexcept { waiting_.store(waiters_.size(), std::memory_order_seq_cst); }
+
+    void update_capacity() noexcept {
+        over_capacity_.store(open_ - closing_ > max_size_, std::memory_order_relaxed);
+    }
+
+    void check_drained(actions& a) noexcept {
+        if (drained()) a.drained = true;
+    }
+
+    void plan_connects(time_point now, actions& a);
+    void evict_idle(time_point now, actions& a);
+    void find_leaks(time_point now, actions& a);
+    void claim_for_probe(actions& a);
+    time_point earliest_reservation_end(time_point now) const noexcept;
+
+    const options opts_;
+    slot_owner* const owner_;
+    const bool can_probe_;
+
+    alignas(64) std::atomic<std::size_t> waiting_{0};
+    std::atomic<bool> closed_{false};
+    std::atomic<std::uint64_t> generation_{1};
+    std::atomic<bool> over_capacity_{false};
+    std::atomic<bool> sweep_wanted_{false};
+
+    alignas(64) slot_table<slot_type> slots_;
+    waiter_queue waiters_;
+    connector connector_;
+    reporting reports_;
+    std::size_t max_size_ = opts_.max_size;
+    std::size_t min_idle_ = opts_.min_idle;
+    std::size_t open_ = 0;       // slots holding a connection (any state but empty, connecting)
+    std::size_t closing_ = 0;    // of those, being closed
+    std::size_t resetting_ = 0;  // of those, being reset
+    std::size_t pinging_ = 0;    // of those, being validated for a waiter
+};
+
+}  // namespace connpool::detail
+
+#include <connpool/detail/pool_state_impl.hpp>
+
+#endif  // CONNPOOL_DETAIL_POOL_STATE_HPP

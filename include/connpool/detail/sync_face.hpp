@@ -1,0 +1,156 @@
+// connpool internals: the blocking face: how a thread waits, and blocking acquire over
+// the one acquire path (pool_core::admit, check_handout, give_up).
+#ifndef CONNPOOL_DETAIL_SYNC_FACE_HPP
+#define CONNPOOL_DETAIL_SYNC_FACE_HPP
+
+#include <connpool/detail/clock.hpp>
+#include <connpool/detail/handout.hpp>
+#include <connpool/detail/pool_state.hpp>
+#include <connpool/detail/waiter_queue.hpp>
+#include <connpool/error.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <source_location>
+#include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace connpool::detail {
+
+// Spin briefly, then park. Measured with PostgreSQL on 2 vCPUs (bench/README.md),
+// yielding or keeping the head of the queue awake cost more than it saved: the database
+// server needs those CPUs. A short spin catches a hand-over that is already under way.
+class parking_spot {
+public:
+    static constexpr int spin_rounds = 64;
+
+    // Called by the completer, exactly once per round, after it wrote the outcome.
+    void notify() noexcept {
+        std::lock_guard lk(m_);
+        done_.store(true, std::memory_order_release);
+        if (parked_) cv_.notify_one();
+    }
+
+    // For the next round; only by the waiter, after the last notify() of this round.
+    void reset() noexcept { done_.store(false, std::memory_order_relaxed); }
+
+    bool done() const noexcept { return done_.load(std::memory_order_acquire); }
+
+    // Waits until notify() or the deadline; true if notified. After it returns true the
+    // completer no longer touches this object.
+    bool wait_until(std::chrono::steady_clock::time_point deadline) {
+        if (spin()) return true;
+        std::unique_lock lk(m_);
+        parked_ = true;
+        const bool notified = deadline == std::chrono::steady_clock::time_point::max()
+                                  ? (cv_.wait(lk, [&] { return done(); }), true)
+                                  : cv_.wait_until(lk, deadline, [&] { return done(); });
+        parked_ = false;
+        return notified;
+    }
+
+    void wait() { wait_until(std::chrono::steady_clock::time_point::max()); }
+
+private:
+    bool spin() noexcept {
+        for (int i = 0; i < spin_rounds; ++i) {
+            if (done()) return settle();
+#if defined(__x86_64__) || defined(__i386__)
+            _mm_pause();
+#endif
+        }
+        return false;
+    }
+
+    // The completer sets done_ while holding m_; taking m_ once makes sure it has let go
+    // before our stack frame, and this object with it, can disappear.
+    bool settle() noexcept {
+        std::lock_guard lk(m_);
+        return true;
+    }
+
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::atomic<bool> done_{false};
+    bool parked_ = false;  // guarded by m_: notify only a parked waiter (saves a futex call)
+};
+
+struct sync_waiter : waiter_base {
+    parking_spot spot;
+};
+
+// The real deadline of a blocking wait: a virtual clock's deadline is waited for on the
+// steady clock, in steps, so that tests that advance it see the timeout.
+template <class Clock>
+std::chrono::steady_clock::time_point park_deadline(time_point deadline) noexcept {
+    if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
+        return deadline;
+    } else {
+        return deadline == time_point::max() ? deadline
+                                             : std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+    }
+}
+
+// Blocking acquire. Fast path: this thread's hint, no waiter, no lock. Otherwise one
+// waiter on this stack goes through admit -> (wait) -> check_handout until it has a
+// connection or an error; the caller's deadline bounds every wait, pings included.
+template <class Core>
+typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds timeout, error_info& err,
+                                           std::source_location loc) {
+    using slot_type = typename Core::slot_type;
+    err.clear();
+    const auto me = std::this_thread::get_id();
+    slot_type* pre = core.lease_hint();
+    if (pre != nullptr) {
+        const auto v = judge_handout(Core::state_type::facts_of(*pre, coarse_now<typename Core::clock_type>()),
+                                     core.state().facts(), core.opts(), Core::can_ping);
+        if (v.kind == handout_kind::deliver) return core.begin_lease(*pre, loc, me);
+    }
+    sync_waiter w;
+    w.site = loc;
+    w.thread = me;
+    w.deadline = saturating_add(Core::now(), timeout);
+    if (pre != nullptr) {
+        w.result = pre;
+    } else if (core.admit(w) == admit_result::refused) {
+        err = std::move(w.error);
+        return {};
+    }
+    bool reported = false;
+    for (;;) {
+        if (!w.pending() && w.result != nullptr) {
+            w.spot.reset();
+            if (core.check_handout(w)) {
+                return core.begin_lease(*static_cast<slot_type*>(w.result), loc, me, w.enqueued_at);
+            }
+            continue;  // pending again, or already done
+        }
+        if (w.phase == waiter_phase::done) {
+            err = std::move(w.error);
+            return {};
+        }
+        if (!reported) {
+            reported = true;
+            core.report_nested(w);
+        }
+        const auto& clock_deadline = w.deadline;
+        bool notified = false;
+        while (!(notified = w.spot.wait_until(park_deadline<typename Core::clock_type>(clock_deadline))) &&
+               Core::now() < clock_deadline) {
+        }
+        if (!notified) {
+            core.give_up(w, errc::acquire_timeout);
+            w.spot.wait();  // our own give_up, or a concurrent delivery, completes it
+        }
+        if (w.pending()) continue;
+    }
+}
+
+}  // namespace connpool::detail
+
+#endif  // CONNPOOL_DETAIL_SYNC_FACE_HPP
