@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace bench {
@@ -70,20 +71,34 @@ struct slow_factory {
     }
 };
 
+// Applies set(o) only where it compiles (set is a generic lambda whose return type names
+// the member): options a core may drop or rename are set where they exist, so that the
+// benches build against the old core and the new one alike.
+template <class Options, class Set>
+void set_if_present(Options& o, Set set) {
+    if constexpr (std::is_invocable_v<Set, Options&>) set(o);
+}
+
 // A pool of exactly `size` connections, all opened up front and kept: the benchmarks
-// measure hand-outs, not connects. The in-memory factory has no ping or reset, so
-// validation and reset cost nothing whatever their settings; they are set to the
-// cheapest anyway to say so. A lost connection fails an acquire after 2 s instead of
-// stalling the run.
+// measure hand-outs, not connects. A lost connection fails an acquire after 5 s instead
+// of stalling the run. Everything else keeps its default.
 inline connpool::options fixed_size_options(std::size_t size) {
     connpool::options o;
     o.min_idle = size;
     o.max_size = size;
     o.max_connecting = size;
+    o.acquire_timeout = std::chrono::seconds(5);
+    return o;
+}
+
+// The same for the in-memory connection. Its factory has no ping or reset, so validation
+// and reset cost nothing whatever their settings; they are set to the cheapest anyway to
+// say so, and one worker thread is enough where the core has that option.
+inline connpool::options mem_pool_options(std::size_t size) {
+    auto o = fixed_size_options(size);
     o.validation = connpool::validation_mode::optimistic;
     o.reset_on_return = false;
-    o.worker_threads = 1;
-    o.acquire_timeout = std::chrono::seconds(2);
+    set_if_present(o, [](auto& x) -> decltype(void(x.worker_threads = 1)) { x.worker_threads = 1; });
     return o;
 }
 

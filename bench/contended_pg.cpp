@@ -60,15 +60,7 @@ bench::thread_opts opts_for(const bench::shape& s) {
 // The pool as an application configures it: the defaults (validation of connections idle
 // over 1 s, reset on return only when a transaction is left open), sized 4 and opened
 // up front.
-connpool::options pg_options(std::size_t size) {
-    auto o = bench::fixed_size_options(size);
-    const connpool::options defaults;
-    o.validation = defaults.validation;
-    o.reset_on_return = defaults.reset_on_return;
-    o.worker_threads = defaults.worker_threads;
-    o.acquire_timeout = std::chrono::seconds(5);
-    return o;
-}
+connpool::options pg_options(std::size_t size) { return bench::fixed_size_options(size); }
 
 std::optional<std::vector<pg::connection>> open_connections(int n) {
     pg::factory f(conninfo);

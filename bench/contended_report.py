@@ -98,7 +98,8 @@ def mark(ok):
 def cycle_target(threads, conns, limit):
     def f(run):
         v = run.get("mem", "connpool", threads, conns, "ns_per_cycle")
-        return ns(v), None if v is None else v <= limit
+        cpu = run.get("mem", "connpool", threads, conns, "cpu_ns_per_cycle")
+        return ns(v) + (f" (CPU {ns(cpu)})" if cpu is not None else ""), None if v is None else v <= limit
     return f"cycle, {threads} thread(s) on {conns}: aggregate <= {limit} ns", f
 
 
@@ -253,6 +254,9 @@ def contender_table(run, workload):
             fair = run.get(workload, p, t, c, "fairness")
             err = run.errors(workload, p, t, c)
             main = ns(v) if workload in ("mem", "alloc") else rate(per_s)
+            cpu = run.get(workload, p, t, c, "cpu_ns_per_cycle")
+            if workload == "mem" and cpu is not None:
+                main += f" (CPU {ns(cpu)})"
             cells.append(f"{main}, p99 {ns(p99)}, fair {fair:.2f}" + (f", {err} errors" if err else ""))
         out.append(f"| {t} / {c} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

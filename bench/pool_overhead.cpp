@@ -104,7 +104,7 @@ std::size_t per_thread_cycles(int threads) {
 void bm_connpool_blocking(benchmark::State& state) {
     const auto size = static_cast<std::size_t>(state.range(0));
     const int threads = static_cast<int>(state.range(1));
-    mem_pool pool(bench::mem_factory{}, bench::fixed_size_options(size));
+    mem_pool pool(bench::mem_factory{}, bench::mem_pool_options(size));
     bench::wait_idle(pool, size);
     bench::acquire_failures failures;
     run_blocking(state, threads, per_thread_cycles(threads), [&] { return failures.acquire(pool); });
@@ -146,7 +146,7 @@ void bm_connpool_async(benchmark::State& state) {
     std::uint64_t cpu = 0;
     bench::io_runner runner(io);
     {
-        mem_pool pool(runner.context(), bench::mem_factory{}, bench::fixed_size_options(size));
+        mem_pool pool(runner.context(), bench::mem_factory{}, bench::mem_pool_options(size));
         bench::wait_idle(pool, size);
         const std::size_t per = batch / coros;
         std::atomic<std::size_t> left{0};
