@@ -6,6 +6,7 @@
 
 #include <connpool/cluster.hpp>
 #include <connpool/pg/cluster/budget.hpp>
+#include <connpool/pg/cluster/heartbeat.hpp>
 #include <connpool/pg/cluster/lsn.hpp>
 #include <connpool/pg/cluster/probe.hpp>
 #include <connpool/pg/factory.hpp>
