@@ -132,10 +132,17 @@ bool run_requests(memory_pool& pool, int requests, int threads) {
 
 #if defined(CONNPOOL_EXAMPLE_PROMETHEUS_CPP)
 
-int export_metrics(const settings& s, memory_pool& primary, memory_pool& replica) {
+// The Exposer holds collectables by weak_ptr: the program keeps the shared_ptr.
+using exported_pools = std::shared_ptr<connpool::metrics::prometheus_collectable>;
+
+exported_pools register_pools(memory_pool& primary, memory_pool& replica) {
     auto pools = std::make_shared<connpool::metrics::prometheus_collectable>();
     pools->add("primary", primary);
     pools->add("replica", replica);
+    return pools;
+}
+
+int export_metrics(const settings& s, const exported_pools& pools) {
     if (s.print) {
         prometheus::TextSerializer().Serialize(std::cout, pools->Collect());
         return 0;
@@ -190,10 +197,17 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, const connpool::metri
     }
 }
 
-int export_metrics(const settings& s, memory_pool& primary, memory_pool& replica) {
-    connpool::metrics::pool_registry pools;
-    pools.add("primary", primary);
-    pools.add("replica", replica);
+using exported_pools = std::unique_ptr<connpool::metrics::pool_registry>;
+
+exported_pools register_pools(memory_pool& primary, memory_pool& replica) {
+    auto pools = std::make_unique<connpool::metrics::pool_registry>();
+    pools->add("primary", primary);
+    pools->add("replica", replica);
+    return pools;
+}
+
+int export_metrics(const settings& s, const exported_pools& registry) {
+    const connpool::metrics::pool_registry& pools = *registry;
     if (s.print) {
         std::cout << connpool::metrics::to_prometheus_text(pools.collect());
         return 0;
@@ -222,6 +236,11 @@ int main(int argc, char** argv) {
     replica_options.max_size = 2;
     memory_pool replica(memory_factory{}, replica_options);
 
+    // Registered before the work, so the pools measure it all (use_time is measured once
+    // somebody has read a pool's stats(), which registering does). Declared after the
+    // pools: it is destroyed first and never reads a destroyed pool.
+    const exported_pools pools = register_pools(primary, replica);
+
     if (!run_requests(primary, s->requests, 4) || !run_requests(replica, 10, 2)) {
         std::fprintf(stderr, "an acquire failed\n");
         return 1;
@@ -231,7 +250,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < s->hold; ++i) held.push_back(primary.acquire());
 
     try {
-        return export_metrics(*s, primary, replica);
+        return export_metrics(*s, pools);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "metrics endpoint: %s\n", e.what());
         return 1;

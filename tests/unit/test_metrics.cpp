@@ -296,6 +296,18 @@ TEST_CASE("the registry reads every pool in the order added and refuses a duplic
     CHECK(reg.size() == 1);
 }
 
+TEST_CASE("registering a pool reads its stats once, so that its measurements start then", "[metrics][registry]") {
+    pool_registry reg;
+    int calls = 0;
+    reg.add("counted", [&] {
+        ++calls;
+        return pool_stats{};
+    });
+    CHECK(calls == 1);
+    (void)reg.collect();
+    CHECK(calls == 2);
+}
+
 TEST_CASE("a pool whose stats function throws is left out and the others are still read", "[metrics][registry]") {
     pool_registry reg;
     reg.add("broken", []() -> pool_stats { throw std::runtime_error("gone"); });

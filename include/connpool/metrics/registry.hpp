@@ -33,8 +33,17 @@ public:
     using source = std::function<pool_stats()>;
 
     // Throws std::invalid_argument when name is already registered or source is empty.
+    //
+    // add() calls the function once, outside the lock: a pool measures some things only
+    // once somebody has looked at its stats() (use_time costs a clock read per return), so
+    // a pool registered for export is measured from its registration, not its first scrape.
     void add(std::string name, source s) {
         if (!s) throw std::invalid_argument("connpool::metrics::pool_registry::add: empty source for pool '" + name + "'");
+        try {
+            (void)s();
+        } catch (...) {
+            // A source that fails now may work by the first scrape; collect() skips it until then.
+        }
         std::lock_guard lock(mutex_);
         for (const auto& e : entries_) {
             if (e.name == name) {

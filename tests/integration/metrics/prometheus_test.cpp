@@ -118,5 +118,9 @@ TEST_CASE("every pool's three duration histograms are scraped with all their buc
         CHECK(query(s, name + "_bucket{le=\"+Inf\"}").size() == jobs.size() * 2);
         CHECK(query(s, name + "_sum").size() == jobs.size() * 2);
         CHECK(query(s, name + "_count").size() == jobs.size() * 2);
+        // Whatever the core has recorded so far, the +Inf bucket is the count.
+        const auto inf_minus_count = query(s, name + "_count - ignoring(le) " + name + "_bucket{le=\"+Inf\"}");
+        CHECK(inf_minus_count.size() == jobs.size() * 2);
+        for (const auto& d : inf_minus_count) CHECK(d.value == 0);
     }
 }
