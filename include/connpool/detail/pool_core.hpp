@@ -21,6 +21,8 @@
 #include <connpool/lease.hpp>
 #include <connpool/options.hpp>
 
+#include <boost/asio/post.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -66,7 +68,11 @@ public:
         hk_->start([weak] {
             if (auto self = weak.lock()) self->on_timer();
         });
-        on_timer();
+        // The first tick (min_idle's connects) runs on the executor, not inside the
+        // constructor.
+        asio::post(ex_, [weak] {
+            if (auto self = weak.lock()) self->on_timer();
+        });
     }
 
     static time_point now() noexcept { return internal_now<Clock>(); }
@@ -113,6 +119,7 @@ public:
     // is pending again (a ping runs, or the slot was closed and w queued anew), or done
     // with an error.
     bool check_handout(waiter_base& w) {
+        if (w.validated) return true;  // just pinged for this waiter
         auto& s = *static_cast<slot_type*>(w.result);
         const auto t = now();
         handout_verdict v = judge_handout(state_type::facts_of(s, t), state_.facts(), opts(), has_ping<Factory>);

@@ -173,6 +173,7 @@ public:
             return;
         }
         if (w != nullptr && !closed()) {
+            w->validated = true;
             assign(*w, s, now, a);
         } else {
             hand_over(s, now, a);
@@ -182,6 +183,7 @@ public:
     // A delivered slot failed the hand-out check and was closed: w keeps its place.
     void readmit(waiter_base& w, time_point now, actions& a) {
         w.result = nullptr;
+        w.validated = false;
         if (now >= w.deadline) return expire(w, now, a);
         w.phase = waiter_phase::queued;  // not fresh: keeps its enqueued_at
         waiters_.push_front(w);
@@ -216,7 +218,7 @@ public:
     // Over capacity after set_max_size(): true for as many returns as there are
     // connections too many, because the caller closes each at once (close_leased counts
     // it in closing_). Returns that overlap therefore close exactly the excess.
-    bool take_excess() const noexcept { return open_ - closing_ > max_size_; }
+    bool take_excess() const noexcept { return open_ - closing_ + connector_.in_flight() > max_size_; }
 
     void start_reset(slot_type& s, actions& a) {
         if (closed() || s.load() == slot_state::orphaned) return close_leased(s, close_reason::pool_closed, a);
@@ -238,6 +240,7 @@ public:
     void close_leased(slot_type& s, close_reason why, actions& a) {
         s.state.store(slot_state::closing, std::memory_order_relaxed);
         ++closing_;
+        update_capacity();
         a.closes.emplace_back(&s, why);
     }
 
@@ -273,6 +276,7 @@ public:
                 if (s.load() != slot_state::idle) return;
             }
         });
+        update_capacity();
         check_drained(a);
     }
 
@@ -295,6 +299,7 @@ public:
         if (!c) {
             s.state.store(slot_state::empty, std::memory_order_relaxed);
             connector_.failed(std::move(e), now);
+            update_capacity();
             reports_.connect_failures++;
             // Nothing open and nothing on its way: nobody will hand these waiters a
             // connection before the backoff ends, so tell them why now.
@@ -341,6 +346,7 @@ public:
         });
         for (waiter_base* w : pinging_waiters()) {
             if (w->deadline <= now) expire(*w, now, a);
+            else next = std::min(next, w->deadline);
         }
         if (!closed()) {
             evict_idle(now, a);
@@ -366,6 +372,9 @@ public:
     void set_max_size(std::size_t n, time_point now, actions& a) {
         options o = current();
         o.max_size = n;
+        if (n != 0 && n < min_idle_)
+            invalid_option("max_size", std::to_string(n), ("must be at least min_idle (" + std::to_string(min_idle_) + ")").c_str());
+        if (o.max_idle > n) invalid_option("max_size", std::to_string(n), "must be at least max_idle");
         validate(o);
         max_size_ = n;
         update_capacity();
@@ -384,6 +393,8 @@ public:
     void set_min_idle(std::size_t n, time_point now, actions& a) {
         options o = current();
         o.min_idle = n;
+        if (o.max_idle != 0 && n > o.max_idle)
+            invalid_option("min_idle", std::to_string(n), ("must not exceed max_idle (" + std::to_string(o.max_idle) + ")").c_str());
         validate(o);
         min_idle_ = n;
         plan_connects(now, a);
@@ -397,6 +408,7 @@ public:
                 a.closes.emplace_back(&s, close_reason::retired);
             }
         });
+        update_capacity();
         plan_connects(now, a);
     }
 
@@ -437,6 +449,7 @@ private:
     }
 
     admit_result serve_now(waiter_base& w, slot_type& s, time_point now) {
+        if (w.phase == waiter_phase::fresh) w.enqueued_at = now;  // a ping or readmit() measures from here
         s.run_start.store(now, std::memory_order_relaxed);
         w.result = &s;
         return admit_result::served;
@@ -514,7 +527,7 @@ private:
     void sync_waiting() noexcept { waiting_.store(waiters_.size(), std::memory_order_seq_cst); }
 
     void update_capacity() noexcept {
-        over_capacity_.store(open_ - closing_ > max_size_, std::memory_order_relaxed);
+        over_capacity_.store(open_ - closing_ + connector_.in_flight() > max_size_, std::memory_order_relaxed);
     }
 
     void check_drained(actions& a) noexcept {

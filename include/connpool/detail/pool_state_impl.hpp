@@ -17,13 +17,13 @@ namespace connpool::detail {
 template <class Connection>
 void pool_state<Connection>::plan_connects(time_point now, actions& a) {
     pool_counts c;
-    c.open = open_ - closing_;
+    c.open = open_;  // closing ones too: the server still counts them
     c.connecting = connector_.in_flight();
     c.waiting = waiters_.size();
     slots_.for_each([&](slot_type& s) {
         if (counts_as_idle(s.load())) ++c.idle;
     });
-    c.in_use = c.open - std::min(c.open, c.idle);
+    c.in_use = open_ - closing_ - std::min(open_ - closing_, c.idle);
     c.coming_back = resetting_ + c.idle;  // idle while others wait: reserved, it comes within a quantum
     creation_policy p;
     p.max_size = max_size_;
@@ -76,6 +76,7 @@ void pool_state<Connection>::evict_idle(time_point now, actions& a) {
                                                                      : close_reason::idle_timeout;
         if (s->cas(slot_state::idle, slot_state::closing)) {
             ++closing_;
+            update_capacity();
             a.closes.emplace_back(s, why);
         } else {
             ++rank;  // someone took it: it is in use, not idle

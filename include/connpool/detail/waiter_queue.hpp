@@ -31,6 +31,7 @@ struct waiter_base {
     waiter_base* next = nullptr;
     waiter_phase phase = waiter_phase::fresh;
     bool is_async = false;
+    bool validated = false;  // its result passed a validation ping just now
 
     time_point deadline = time_point::max();
     time_point enqueued_at{};
