@@ -7,6 +7,8 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/append.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
 
@@ -129,7 +131,8 @@ public:
             post_to(ex, std::move(handler), {}, std::move(c), g);
             return;
         }
-        waiters_.push_back({std::move(ex), std::move(handler)});
+        // Counted as outstanding work, so that ex's run() waits for the refresh to finish.
+        waiters_.push_back({asio::prefer(ex, asio::execution::outstanding_work.tracked), std::move(handler)});
         if (!refreshing_) start_refresh_locked(lock);
     }
 
@@ -154,7 +157,7 @@ public:
 
 private:
     struct waiter {
-        asio::any_io_executor ex;
+        asio::any_io_executor ex;  // tracks outstanding work until the handler is posted
         ready_handler handler;
     };
 

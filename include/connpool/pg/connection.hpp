@@ -7,6 +7,7 @@
 #include <array>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -125,13 +126,16 @@ public:
     explicit connection(PGconn* native) noexcept : conn_(native) {}
 
     connection(connection&& other) noexcept
-        : conn_(std::exchange(other.conn_, nullptr)), fatal_(std::exchange(other.fatal_, false)) {}
+        : conn_(std::exchange(other.conn_, nullptr)),
+          fatal_(std::exchange(other.fatal_, false)),
+          credential_generation_(other.credential_generation_) {}
 
     connection& operator=(connection&& other) noexcept {
         if (this != &other) {
             close();
             conn_ = std::exchange(other.conn_, nullptr);
             fatal_ = std::exchange(other.fatal_, false);
+            credential_generation_ = other.credential_generation_;
         }
         return *this;
     }
@@ -247,8 +251,12 @@ private:
         throw sql_error(std::move(msg), std::string(sqlstate(r.get())), lost);
     }
 
+    friend class factory;
+
     PGconn* conn_ = nullptr;
     bool fatal_ = false;
+    // Set by the factory: which credential opened this session (see connpool/credentials.hpp).
+    std::uint64_t credential_generation_ = 0;
 };
 
 }  // namespace connpool::pg

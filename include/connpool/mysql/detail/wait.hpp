@@ -4,6 +4,7 @@
 #ifndef CONNPOOL_MYSQL_DETAIL_WAIT_HPP
 #define CONNPOOL_MYSQL_DETAIL_WAIT_HPP
 
+#include <connpool/detail/io/fd_wait.hpp>
 #include <connpool/mysql/detail/library.hpp>
 
 #include <mysql.h>
@@ -11,7 +12,6 @@
 #include <poll.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 
 namespace connpool::mysql::detail {
@@ -23,37 +23,26 @@ namespace connpool::mysql::detail {
 // half done, and the connection must be closed).
 inline int wait_for_status(MYSQL* handle, int status, std::chrono::steady_clock::time_point deadline) {
     using namespace std::chrono;
-    pollfd pfd{};
-    pfd.fd = static_cast<int>(mysql_get_socket(handle));
-    if (status & MYSQL_WAIT_READ) pfd.events |= POLLIN;
-    if (status & MYSQL_WAIT_WRITE) pfd.events |= POLLOUT;
-    if (status & MYSQL_WAIT_EXCEPT) pfd.events |= POLLPRI;
+    const int fd = static_cast<int>(mysql_get_socket(handle));
+    short events = 0;
+    if (status & MYSQL_WAIT_READ) events |= POLLIN;
+    if (status & MYSQL_WAIT_WRITE) events |= POLLOUT;
+    if (status & MYSQL_WAIT_EXCEPT) events |= POLLPRI;
     const auto library_deadline =
         (status & MYSQL_WAIT_TIMEOUT) ? steady_clock::now() + milliseconds(mysql_get_timeout_value_ms(handle))
                                       : steady_clock::time_point::max();
-    for (;;) {
-        const auto now = steady_clock::now();
-        if (now >= deadline) return -1;
-        if (now >= library_deadline) return MYSQL_WAIT_TIMEOUT;
-        const auto until = std::min(deadline, library_deadline);
-        // Round up so that we never spin on a sub-millisecond remainder.
-        const auto ms = duration_cast<milliseconds>(until - now + microseconds(999)).count();
-        const int n = ::poll(&pfd, 1, static_cast<int>(std::min<long long>(ms, 60'000)));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            // poll itself failed: let the library find out on the socket.
-            return status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE);
-        }
-        if (n == 0) continue;
-        int ready = 0;
-        if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) ready |= MYSQL_WAIT_READ;
-        if (pfd.revents & (POLLOUT | POLLHUP | POLLERR)) ready |= MYSQL_WAIT_WRITE;
-        if (pfd.revents & POLLPRI) ready |= MYSQL_WAIT_EXCEPT;
-        // Report only what was asked for; an error or hang-up wakes every waiter, and the
-        // library then sees the failure on its next socket call.
-        ready &= status;
-        return ready != 0 ? ready : (status & ~MYSQL_WAIT_TIMEOUT);
-    }
+    const int revents = connpool::detail::io::wait_fd(fd, events, std::min(deadline, library_deadline));
+    if (revents == 0) return steady_clock::now() >= deadline ? -1 : MYSQL_WAIT_TIMEOUT;
+    // poll itself failed: let the library find out on the socket.
+    if (revents < 0) return status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE);
+    int ready = 0;
+    if (revents & (POLLIN | POLLHUP | POLLERR)) ready |= MYSQL_WAIT_READ;
+    if (revents & (POLLOUT | POLLHUP | POLLERR)) ready |= MYSQL_WAIT_WRITE;
+    if (revents & POLLPRI) ready |= MYSQL_WAIT_EXCEPT;
+    // Report only what was asked for; an error or hang-up wakes every waiter, and the
+    // library then sees the failure on its next socket call.
+    ready &= status;
+    return ready != 0 ? ready : (status & ~MYSQL_WAIT_TIMEOUT);
 }
 
 #endif
