@@ -45,12 +45,13 @@ cleanup() {
 trap cleanup EXIT
 
 # --- the core's tree, with this tree's benches -----------------------------------------------
-rm -rf "$src"
-mkdir -p "$src" "$out"
-git -C "$root" archive "$commit" | tar -x -C "$src"
-rm -rf "$src/bench"
-mkdir -p "$src/bench"
-(cd "$here" && cp -- *.cpp *.hpp CMakeLists.txt "$src/bench/")
+# Synced by content (rsync --checksum), so that a rerun rebuilds only what changed.
+mkdir -p "$src" "$out" "$work/tree"
+git -C "$root" archive "$commit" | tar -x -C "$work/tree"
+rm -rf "$work/tree/bench"
+mkdir -p "$work/tree/bench"
+(cd "$here" && cp -- *.cpp *.hpp CMakeLists.txt "$work/tree/bench/")
+rsync -a --checksum --delete "$work/tree/" "$src/"
 log "core $commit ($(git -C "$root" log -1 --format=%s "$commit" | cut -c1-70))"
 
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCONNPOOL_BUILD_BENCH=ON \

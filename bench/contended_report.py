@@ -4,7 +4,7 @@
 prints ONE table: each issue-8 target, the figure measured, pass or miss. With several
 directories the cores stand side by side (separate runs; every ratio is within one run).
 
-usage: contended_report.py [--readme README.md [--notes NOTES.md]] DIR [DIR...]
+usage: contended_report.py [--readme README.md [--notes NOTES.md]] [LABEL=]DIR [[LABEL=]DIR...]
 --readme replaces the README's "## 0.2 contended shapes" section (from that heading to the
 end of the file) with the tables, the full per-contender figures and the notes file.
 """
@@ -54,7 +54,9 @@ def burst_records(path):
 class Run:
     """One core's results: medians over the rounds of each (workload, pool, threads, conns)."""
 
-    def __init__(self, d):
+    def __init__(self, arg):
+        # "LABEL=DIR" names the column (e.g. "0.1=bench/results/contended/507b86c").
+        self.name, _, d = arg.rpartition("=")
         self.dir = d
         self.recs, self.crashes, self.machine = load(d)
 
@@ -214,8 +216,8 @@ TARGETS = [
 
 
 def label(run):
-    m = run.machine
-    return f"core {m.get('commit', os.path.basename(run.dir))}"
+    commit = run.machine.get("commit", os.path.basename(run.dir))
+    return f"{run.name} (commit {commit})" if run.name else f"core {commit}"
 
 
 def target_table(runs):
