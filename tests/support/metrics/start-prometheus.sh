@@ -21,6 +21,7 @@ example_args=("$@")
 
 prometheus=${CONNPOOL_PROMETHEUS:-/usr/bin/prometheus}
 [[ -x $prometheus ]] || { echo "start-prometheus.sh: $prometheus not found (Debian: apt-get install prometheus)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "start-prometheus.sh: curl not found (it asks Prometheus whether it is ready)" >&2; exit 1; }
 
 state=$(mktemp -d /tmp/connpool-prometheus.XXXXXX)
 pids=()
