@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -86,10 +87,25 @@ inline void ctl(const std::string& args) {
     if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
 }
 
+// As ctl(), returning the command's standard output without the trailing newline.
+inline std::string ctl_output(const std::string& args) {
+    const std::string cmd = "bash '" + env()["CONNPOOL_REPLICA_CTL"] + "' " + args;
+    std::unique_ptr<FILE, decltype(&pclose)> p(popen(cmd.c_str(), "r"), &pclose);
+    if (!p) throw std::runtime_error("cannot run: " + cmd);
+    std::string out;
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p.get()) != nullptr) out += buf;
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    return out;
+}
+
 // The three nodes as cluster members n0 (the primary at start), n1, n2.
-inline std::vector<connpool::pg::cluster_member> members(std::vector<double> weights = {1, 1, 1}) {
+inline std::vector<connpool::pg::cluster_member> members(std::vector<double> weights = {1, 1, 1},
+                                                         const std::string& prefix = "n") {
     std::vector<connpool::pg::cluster_member> m;
-    for (int n = 0; n < 3; ++n) m.push_back({"n" + std::to_string(n), env().conninfo(n), weights[static_cast<std::size_t>(n)]});
+    for (int n = 0; n < 3; ++n) {
+        m.push_back({prefix + std::to_string(n), env().conninfo(n), weights[static_cast<std::size_t>(n)]});
+    }
     return m;
 }
 

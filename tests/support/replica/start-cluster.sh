@@ -33,6 +33,9 @@ fi
 
 state=$(mktemp -d /tmp/connpool-replica.XXXXXX)
 chmod 755 "$state"
+# Name the directory in ENV_FILE at once: if this script is killed (a fixture timeout), the
+# stop script still finds what to stop. The full facts replace it at the end.
+printf "%s='%s'\n" CONNPOOL_REPLICA_STATE_DIR "$state" > "$env_file"
 finished=0
 cleanup_unless_finished() {
     (( finished )) && return
@@ -117,7 +120,7 @@ host replication replicator 127.0.0.1/32 scram-sha-256
 CONF
 start_node 0 || fail "the primary did not start"
 
-admin() { PGPASSWORD=$admin_password "$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres "${@:2}"; }
+admin() { PGCONNECT_TIMEOUT=3 PGPASSWORD=$admin_password timeout 10 "$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres "${@:2}"; }
 admin "${ports[0]}" <<SQL || fail "creating roles failed"
 CREATE ROLE app LOGIN PASSWORD '$app_password';
 CREATE ROLE replicator LOGIN REPLICATION PASSWORD '$repl_password';

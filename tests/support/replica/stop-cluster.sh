@@ -7,6 +7,7 @@ env_file=${1:?usage: stop-cluster.sh ENV_FILE}
 [[ -f $env_file ]] || exit 0
 state=$(sed -n "s/^CONNPOOL_REPLICA_STATE_DIR='\(.*\)'$/\1/p" "$env_file")
 pg_bin=$(sed -n "s/^CONNPOOL_PG_BIN='\(.*\)'$/\1/p" "$env_file")
+pg_bin=${pg_bin:-/usr/lib/postgresql/15/bin}
 # Only ever remove what start-cluster.sh made.
 [[ $state == /tmp/connpool-replica.* && -d $state ]] || { rm -f "$env_file"; exit 0; }
 
