@@ -15,7 +15,8 @@
 #   4. stops the servers and removes their files, also when something fails or on Ctrl-C.
 #
 # Needs what scripts/demo.sh needs (a compiler, CMake, Boost, libpq, PostgreSQL 15).
-# Environment: CONNPOOL_DEMO_BUILD_DIR (default: build-demo).
+# Environment: CONNPOOL_DEMO_BUILD_DIR (default: build-demo); CONNPOOL_DEMO_BINARY runs that
+# cluster_demo binary instead of building one.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -23,11 +24,15 @@ threads=${1:-8}
 build=${CONNPOOL_DEMO_BUILD_DIR:-$root/build-demo}
 say() { printf '\n== %s\n' "$*"; }
 
-say "building examples/pg/cluster_demo.cpp (Release) in $build"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCONNPOOL_BUILD_TESTS=OFF -DCONNPOOL_BUILD_BENCH=OFF \
-    -DCONNPOOL_BUILD_EXAMPLES=ON >/dev/null
-cmake --build "$build" --target example_pg_cluster_demo -j "$(nproc)" >/dev/null
-demo=$(find "$build" -name example_pg_cluster_demo -type f -perm -u+x | head -n 1)
+if [[ -n ${CONNPOOL_DEMO_BINARY:-} ]]; then
+    demo=$CONNPOOL_DEMO_BINARY
+else
+    say "building examples/pg/cluster_demo.cpp (Release) in $build"
+    cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCONNPOOL_BUILD_TESTS=OFF -DCONNPOOL_BUILD_BENCH=OFF \
+        -DCONNPOOL_BUILD_EXAMPLES=ON >/dev/null
+    cmake --build "$build" --target example_pg_cluster_demo -j "$(nproc)" >/dev/null
+    demo=$(find "$build" -name example_pg_cluster_demo -type f -perm -u+x | head -n 1)
+fi
 
 env_file=$(mktemp /tmp/connpool-demo-cluster.XXXXXX.env)
 rm -f "$env_file"
