@@ -79,6 +79,22 @@ void set_if_present(Options& o, Set set) {
     if constexpr (std::is_invocable_v<Set, Options&>) set(o);
 }
 
+// Strict FIFO handoff, where the core offers the choice (0.2's options::handoff): the
+// benches then run it next to the default policy. False where the core has no such option.
+// (A template, so that the branch the core cannot compile is discarded.)
+template <class Options>
+bool set_fifo_handoff(Options& o) {
+    auto set = [](auto& x) -> decltype(void(x.handoff = decltype(x.handoff)::fifo)) {
+        x.handoff = decltype(x.handoff)::fifo;
+    };
+    if constexpr (std::is_invocable_v<decltype(set), Options&>) {
+        set(o);
+        return true;
+    } else {
+        return false;
+    }
+}
+
 // A pool of exactly `size` connections, all opened up front and kept: the benchmarks
 // measure hand-outs, not connects. A lost connection fails an acquire after 5 s instead
 // of stalling the run. Everything else keeps its default.

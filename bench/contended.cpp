@@ -52,8 +52,10 @@ void touch(Conn& c) {
     if (work.count() > 0) bench::busy_for(work);
 }
 
-std::optional<bench::shape_result> run_connpool(const bench::shape& s) {
-    mem_pool pool(bench::mem_factory{}, bench::mem_pool_options(static_cast<std::size_t>(s.conns)));
+std::optional<bench::shape_result> run_connpool(const bench::shape& s, bool fifo) {
+    auto o = bench::mem_pool_options(static_cast<std::size_t>(s.conns));
+    if (fifo) bench::set_fifo_handoff(o);
+    mem_pool pool(bench::mem_factory{}, o);
     if (!bench::wait_idle(pool, static_cast<std::size_t>(s.conns))) {
         std::cerr << "contended: connpool did not fill\n";
         return std::nullopt;
@@ -188,7 +190,11 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    std::vector<bench::contender> cs{{"connpool", run_connpool}, {"textbook", run_textbook}};
+    std::vector<bench::contender> cs{{"connpool", [](const bench::shape& s) { return run_connpool(s, false); }},
+                                     {"textbook", run_textbook}};
+    if (connpool::options probe; bench::set_fifo_handoff(probe)) {
+        cs.push_back({"connpool_fifo", [](const bench::shape& s) { return run_connpool(s, true); }});
+    }
 #if CONNPOOL_BENCH_HAVE_SOCI
     cs.push_back({"soci", run_soci});
 #endif

@@ -86,8 +86,10 @@ std::optional<bench::shape_result> run_dedicated(const bench::shape& s) {
     });
 }
 
-std::optional<bench::shape_result> run_connpool(const bench::shape& s) {
-    pg::pool pool(pg::factory(conninfo), pg_options(static_cast<std::size_t>(s.conns)));
+std::optional<bench::shape_result> run_connpool(const bench::shape& s, bool fifo) {
+    auto o = pg_options(static_cast<std::size_t>(s.conns));
+    if (fifo) bench::set_fifo_handoff(o);
+    pg::pool pool(pg::factory(conninfo), o);
     if (!bench::wait_idle(pool, static_cast<std::size_t>(s.conns))) {
         std::cerr << "contended_pg: connpool did not fill: " << pool.stats().last_connect_error << "\n";
         return std::nullopt;
@@ -248,7 +250,12 @@ int main(int argc, char** argv) {
         std::cerr << "contended_pg: CONNPOOL_PG_CONNINFO must be set (bench/contended.sh starts a server)\n";
         return 2;
     }
-    std::vector<bench::contender> cs{{"dedicated", run_dedicated}, {"connpool", run_connpool}, {"textbook", run_textbook}};
+    std::vector<bench::contender> cs{{"dedicated", run_dedicated},
+                                     {"connpool", [](const bench::shape& s) { return run_connpool(s, false); }},
+                                     {"textbook", run_textbook}};
+    if (connpool::options probe; bench::set_fifo_handoff(probe)) {
+        cs.push_back({"connpool_fifo", [](const bench::shape& s) { return run_connpool(s, true); }});
+    }
 #if CONNPOOL_BENCH_HAVE_SOCI
     cs.push_back({"soci", run_soci});
 #endif
