@@ -324,6 +324,8 @@ TEST_CASE("a real pool's gauges and counters reach the text through the registry
     {
         typename pool<counting_factory>::lease_type a = p.acquire();
         typename pool<counting_factory>::lease_type b = p.acquire();
+        REQUIRE(a);
+        REQUIRE(b);
         const std::string text = to_prometheus_text(reg.collect());
         CHECK(text.find(R"(connpool_connection_in_use{db_client_connection_pool_name="live"} 2)") != std::string::npos);
         CHECK(text.find(R"(connpool_acquired_total{db_client_connection_pool_name="live"} 2)") != std::string::npos);
