@@ -7,11 +7,15 @@
 #      example (the echo example drives the pool from real threads over real sockets), but
 #      not the tests that need a database server (labels pg, mysql),
 #   4. a ThreadSanitizer build (preset tsan): the same tests,
+#   5. clang 16 with libstdc++ (preset clang16) and with libc++ (preset clang16-libcxx): the
+#      whole tree built with -Werror (the adapters' tests too, so that they compile with
+#      clang), labels unit and example run,
 #   each in its own build directory, build/<preset>. The sanitizer builds leave the adapters
 #   out (CONNPOOL_WITH_PG/MYSQL=OFF): they would only build tests that do not run there.
+#   clang 19 has a preset too (clang19); CI leaves it out to stay within its time budget.
 #
 # Usage: scripts/test.sh [--quick] [--no-deps]
-#   --quick    only the plain build (skips both sanitizer builds)
+#   --quick    only the plain build (skips the sanitizer and clang builds)
 #   --no-deps  do not run install-deps.sh
 # Environment: CONNPOOL_JOBS (default: the number of cores).
 #
@@ -106,6 +110,8 @@ run_section "plain build: every test (preset dev)" preset dev
 if ((!quick)); then
     run_section "ASan + UBSan build: labels unit, example (preset asan)" preset asan
     run_section "TSan build: labels unit, example (preset tsan)" tsan
+    run_section "clang 16 + libstdc++: labels unit, example (preset clang16)" preset clang16
+    run_section "clang 16 + libc++: labels unit, example (preset clang16-libcxx)" preset clang16-libcxx
 fi
 
 section "summary"
