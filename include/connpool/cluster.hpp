@@ -121,14 +121,14 @@ public:
     // makes one attempt: a read whose host cannot connect fails with that host named, and
     // read_fresh uses only the positions the probes saw (a behind standby sends it to the
     // primary). diag, when given, must outlive the operation.
-    template <class Token = asio::default_completion_token_t<executor_type>>
+    template <class Token = detail::default_token_t<executor_type>>
         requires(!std::same_as<std::remove_cvref_t<Token>, error_info>)
-    auto async_acquire(route r, Token&& token = asio::default_completion_token_t<executor_type>{}) {
+    auto async_acquire(route r, Token&& token = detail::default_token_t<executor_type>{}) {
         return initiate(r, nullptr, std::forward<Token>(token));
     }
 
-    template <class Token = asio::default_completion_token_t<executor_type>>
-    auto async_acquire(route r, error_info& diag, Token&& token = asio::default_completion_token_t<executor_type>{}) {
+    template <class Token = detail::default_token_t<executor_type>>
+    auto async_acquire(route r, error_info& diag, Token&& token = detail::default_token_t<executor_type>{}) {
         return initiate(r, &diag, std::forward<Token>(token));
     }
 

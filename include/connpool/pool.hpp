@@ -3,6 +3,7 @@
 #define CONNPOOL_POOL_HPP
 
 #include <connpool/detail/async_face.hpp>
+#include <connpool/detail/default_token.hpp>
 #include <connpool/detail/pool_core.hpp>
 #include <connpool/detail/sync_face.hpp>
 #include <connpool/error.hpp>
@@ -134,25 +135,25 @@ public:
     // next waiter instead. asio::cancel_after (Boost 1.86+) works through the same slot.
     // Errors: as acquire(). Use the overload with error_info& for the message.
     // Lifetime: the handler's executor must outlive the operation (Asio's rule).
-    template <class Token = asio::default_completion_token_t<executor_type>>
+    template <class Token = detail::default_token_t<executor_type>>
         requires(!std::same_as<std::remove_cvref_t<Token>, error_info>)
-    auto async_acquire(Token&& token = asio::default_completion_token_t<executor_type>{},
+    auto async_acquire(Token&& token = detail::default_token_t<executor_type>{},
                        std::source_location loc = std::source_location::current()) {
         return initiate(std::forward<Token>(token), core_->opts().acquire_timeout, nullptr, loc);
     }
 
     // As above; diag receives the error's message. diag must outlive the operation.
-    template <class Token = asio::default_completion_token_t<executor_type>>
-    auto async_acquire(error_info& diag, Token&& token = asio::default_completion_token_t<executor_type>{},
+    template <class Token = detail::default_token_t<executor_type>>
+    auto async_acquire(error_info& diag, Token&& token = detail::default_token_t<executor_type>{},
                        std::source_location loc = std::source_location::current()) {
         return initiate(std::forward<Token>(token), core_->opts().acquire_timeout, &diag, loc);
     }
 
     // As async_acquire(), with its own timeout (works on Boost 1.81, which has no
     // cancel_after); milliseconds::max() waits without limit.
-    template <class Token = asio::default_completion_token_t<executor_type>>
+    template <class Token = detail::default_token_t<executor_type>>
     auto async_acquire_for(std::chrono::milliseconds timeout,
-                           Token&& token = asio::default_completion_token_t<executor_type>{},
+                           Token&& token = detail::default_token_t<executor_type>{},
                            std::source_location loc = std::source_location::current()) {
         return initiate(std::forward<Token>(token), timeout, nullptr, loc);
     }
@@ -168,8 +169,8 @@ public:
     // close(), then complete with an empty error_code when every connection is closed.
     // Signature void(error_code). Not cancellable. Keeps the handler's executor busy
     // until then, so ctx.run() does not return early.
-    template <class Token = asio::default_completion_token_t<executor_type>>
-    auto async_drain(Token&& token = asio::default_completion_token_t<executor_type>{}) {
+    template <class Token = detail::default_token_t<executor_type>>
+    auto async_drain(Token&& token = detail::default_token_t<executor_type>{}) {
         return asio::async_initiate<Token, void(error_code)>(
             [core = core_](auto handler) {
                 auto work = asio::prefer(asio::get_associated_executor(handler, core->get_executor()),

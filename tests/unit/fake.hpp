@@ -17,6 +17,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace connpool::test {
@@ -61,6 +62,26 @@ struct fake_db {
     std::atomic<long> last_ping_timeout_ms{-1};
     std::atomic<int> probes{0};
     std::atomic<int> killed_up_to{0};  // connections with an id up to this are dead (a "restart")
+    // A frozen server: pings and resets block until the test lifts the flag (held), or a
+    // ping sleeps out its whole timeout and fails (freeze_pings).
+    std::atomic<bool> hold_pings{false};
+    std::atomic<bool> hold_resets{false};
+    std::atomic<bool> freeze_pings{false};
+    std::atomic<long> max_ping_timeout_ms{-1};
+    std::atomic<long> ping_timeout_total_ms{0};
+    std::atomic<int> in_ping{0};
+    std::atomic<int> in_reset{0};
+
+    // Blocks while flag is set; lift() wakes every blocked call.
+    void hold_while(std::atomic<bool>& flag) {
+        std::unique_lock lk(m);
+        cv.wait(lk, [&] { return !flag.load(); });
+    }
+    void lift(std::atomic<bool>& flag) {
+        std::lock_guard lk(m);
+        flag = false;
+        cv.notify_all();
+    }
 
     // Hanging blocking connects wait here.
     std::mutex m;
@@ -153,6 +174,21 @@ struct basic_fake_factory {
     bool ping(fake_connection& c, std::chrono::milliseconds timeout, error_info& e) {
         ++db->pings;
         db->last_ping_timeout_ms = timeout.count();
+        db->ping_timeout_total_ms += timeout.count();
+        long seen = db->max_ping_timeout_ms.load();
+        while (timeout.count() > seen && !db->max_ping_timeout_ms.compare_exchange_weak(seen, timeout.count())) {
+        }
+        ++db->in_ping;
+        struct leave {
+            fake_db& d;
+            ~leave() { --d.in_ping; }
+        } guard{*db};
+        db->hold_while(db->hold_pings);
+        if (db->freeze_pings) {
+            std::this_thread::sleep_for(timeout);
+            e = error_info{make_error_code(errc::ping_failed), "fake ping timed out"};
+            return false;
+        }
         if (db->ping_fails || c.broken || db->down) {
             e = error_info{make_error_code(errc::ping_failed), "fake ping failed"};
             return false;
@@ -162,6 +198,12 @@ struct basic_fake_factory {
 
     bool reset(fake_connection& c, error_info&) {
         ++db->resets;
+        ++db->in_reset;
+        struct leave {
+            fake_db& d;
+            ~leave() { --d.in_reset; }
+        } guard{*db};
+        db->hold_while(db->hold_resets);
         if (db->reset_fails) return false;
         c.dirty = false;
         return true;

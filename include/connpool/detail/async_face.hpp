@@ -86,7 +86,8 @@ void async_acquire(std::shared_ptr<Core> core, typename async_waiter<Core>::hand
                                                std::move(work), diag);
     w->site = loc;
     w->thread = std::this_thread::get_id();
-    w->deadline = saturating_add(Core::now(), timeout);
+    w->enqueued_at = Core::now();
+    w->deadline = saturating_add(w->enqueued_at, timeout);
     auto cs = asio::get_associated_cancellation_slot(w->handler);
     if (cs.is_connected()) {
         std::weak_ptr<waiter_type> weak = w;

@@ -32,9 +32,14 @@ time_point internal_now() noexcept {
     return to_internal<Clock>(Clock::now());
 }
 
-// now + d without overflow: a timeout of milliseconds::max() means "never".
-inline time_point saturating_add(time_point now, std::chrono::nanoseconds d) noexcept {
-    if (d >= time_point::max() - now) return time_point::max();
+// now + d without overflow: a timeout of milliseconds::max() means "never". Compared in
+// d's own unit, because converting milliseconds::max() to nanoseconds overflows.
+template <class Rep, class Period>
+time_point saturating_add(time_point now, std::chrono::duration<Rep, Period> d) noexcept {
+    if (d.count() <= 0) return now;
+    if (d >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(time_point::max() - now)) {
+        return time_point::max();
+    }
     return now + std::chrono::duration_cast<duration>(d);
 }
 

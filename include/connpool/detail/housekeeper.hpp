@@ -98,17 +98,20 @@ public:
         return false;
     }
 
+    // From close(): the timer goes, so that a closed pool keeps no io_context busy (and
+    // ctx.run() can return once the pool's own work is done). No fire after this returns.
+    void cancel() {
+        std::lock_guard lk(m_);
+        stopped_ = true;
+        timer_.reset();
+    }
+
     // From the pool's destructor: no fire after this returns (except one already running
     // on another thread, which finds the core closed). The internal thread finishes the
     // completions already posted to it first; it is let go, not joined, when stop() runs
     // on it (the pool destroyed inside one of its own completions).
     void stop() {
-        {
-            std::lock_guard lk(m_);
-            if (stopped_) return;
-            stopped_ = true;
-            timer_.reset();
-        }
+        cancel();
         if (internal_) {
             internal_->guard.reset();
             if (internal_->thread.joinable()) {

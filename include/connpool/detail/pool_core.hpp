@@ -242,6 +242,7 @@ public:
 
     void close() {
         control([](state_type& st, time_point, actions& a) { st.close(a); });
+        hk_->cancel();
     }
 
     // The pool object is going away. Close, stop the timer and the lanes (waiting at most
@@ -264,8 +265,12 @@ public:
     bool drain(std::chrono::milliseconds timeout) {
         close();
         std::unique_lock lk(mutex_);
-        return drained_cv_.wait_until(lk, saturating_add(std::chrono::steady_clock::now(), timeout),
-                                      [&] { return state_.drained(); });
+        const auto until = saturating_add(std::chrono::steady_clock::now(), timeout);
+        if (until == time_point::max()) {
+            drained_cv_.wait(lk, [&] { return state_.drained(); });
+            return true;
+        }
+        return drained_cv_.wait_until(lk, until, [&] { return state_.drained(); });
     }
 
     // handler: completes on its own executor once every connection is closed.

@@ -356,8 +356,8 @@ public:
             if (can_probe_ && waiters_.empty()) claim_for_probe(a);
             if (connector_.in_backoff(now)) next = std::min(next, connector_.backoff_until());
             if (!waiters_.empty()) next = std::min(next, earliest_reservation_end(now));
+            a.arm(next);  // a closed pool needs no timer: its waiters are all failed
         }
-        a.arm(next);
     }
 
     void probe_done(slot_type& s, bool alive, time_point now, actions& a) {

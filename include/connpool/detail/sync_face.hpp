@@ -114,7 +114,8 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
     sync_waiter w;
     w.site = loc;
     w.thread = me;
-    w.deadline = saturating_add(Core::now(), timeout);
+    w.enqueued_at = Core::now();
+    w.deadline = saturating_add(w.enqueued_at, timeout);
     if (pre != nullptr) {
         w.result = pre;
     } else if (core.admit(w) == admit_result::refused) {
