@@ -39,7 +39,6 @@ struct test_waiter : waiter_base {
     std::size_t caller = 0;
     int outcomes = 0;        // final outcomes the caller saw: a lease or an error
     time_point asked_at{};   // when the caller called acquire
-    const slot_base* validated = nullptr;  // the slot whose validation ping ran for it
 };
 
 enum class ret { clean, dirty, discard, broken };
@@ -392,26 +391,24 @@ private:
         test_waiter& w = *waiters.back();
         w.caller = c;
         w.asked_at = now;
-        // milliseconds::max() means no timeout. saturating_add() takes nanoseconds, and
-        // milliseconds::max() overflows on the way in (clock.hpp, defect 10), so the
-        // driver says "never" itself.
-        w.deadline = timeout == std::chrono::milliseconds::max() ? time_point::max() : saturating_add(now, timeout);
+        // As the shell does: milliseconds::max() saturates to "never" (defect 10).
+        w.deadline = saturating_add(now, timeout);
         return w;
     }
 
     // The shell's hand-out check for a slot chosen for w.
     void handout(test_waiter& w, slot_t& s, bool from_hint) {
         if (s.load() != slot_state::leased) note(std::string("a slot handed out in state ") + to_string(s.load()));
-        // ping_done() completes the waiter with the slot it just validated: deliver it,
-        // do not judge (and ping) it again.
-        if (std::exchange(w.validated, nullptr) == &s && &s == just_pinged_) return deliver(w, s);
+        // ping_done() completes the waiter with the slot it just validated (w.validated):
+        // deliver it, do not judge (and ping) it again.
+        if (w.validated) {
+            if (&s != just_pinged_) note("a waiter marked validated outside the ping_done() of its slot");
+            return deliver(w, s);
+        }
         const auto v = judge_handout(state_t::facts_of(s, now), st.facts(), opts, true);
         switch (v.kind) {
         case handout_kind::deliver: deliver(w, s); break;
-        case handout_kind::ping:
-            w.validated = &s;
-            st.start_validation(w, s, now, a_);
-            break;
+        case handout_kind::ping: st.start_validation(w, s, now, a_); break;
         case handout_kind::close:
             st.close_leased(s, v.reason, a_);
             if (from_hint) {
