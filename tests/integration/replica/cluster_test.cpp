@@ -154,12 +154,16 @@ TEST_CASE("a standby with paused replay leaves read routing while it lags and co
     {
         paused_replay pause(1);
         // Keep the primary writing, so that there is log for n1 to fall behind on.
-        REQUIRE(eventually(15s, [&] {
+        const bool left = eventually(15s, [&] {
             write_one();
             return !status_of(c, "n1").readable;
-        }));
+        });
         auto s = status_of(c, "n1");
-        INFO(s.note);
+        INFO("n1: " << connpool::to_string(s.role) << ", paused " << s.replay_paused << ", lag " << s.lag.count()
+                    << " ms / " << s.lag_bytes << " bytes, probes " << s.probes << ", note '" << s.note
+                    << "', last error '" << s.last_error << "'; replay state on n1: "
+                    << admin_query(1, "SELECT pg_get_wal_replay_pause_state()"));
+        REQUIRE(left);
         CHECK(s.replay_paused);
         CHECK(s.lag_bytes > 0);
         CHECK(s.note.find("max_replica_lag") != std::string::npos);

@@ -106,7 +106,11 @@ bootstrap:
     maximum_lag_on_failover: 16777216
     primary_start_timeout: 0
     postgresql:
-      use_pg_rewind: false
+      # A killed leader may have WAL its replicas never got: rewind it (or, failing that,
+      # rebuild it) so that it can come back as a replica of the new leader.
+      use_pg_rewind: true
+      remove_data_directory_on_rewind_failure: true
+      remove_data_directory_on_diverged_timelines: true
       parameters:
         max_connections: 100
         superuser_reserved_connections: 3

@@ -84,7 +84,7 @@ public:
         if (o_.deregister_on_stop) {
             std::string error;
             session_.query("DELETE FROM " + o_.table + " WHERE instance_id = '" + o_.instance_id + "'",
-                           std::min(o_.interval, std::chrono::milliseconds(2000)), error);
+                           std::chrono::milliseconds(2000), error);
         }
     }
 
@@ -158,7 +158,9 @@ private:
 
     // One beat: upsert our row, count the live rows, read the server's numbers, resize.
     void once(bool& created) {
-        const auto timeout = std::min(o_.interval, std::chrono::milliseconds(5000));
+        // Not tied to a short interval: a loaded server may take a second to answer, and a
+        // beat that gives up early only delays the count.
+        const auto timeout = std::clamp(o_.interval, std::chrono::milliseconds(2000), std::chrono::milliseconds(5000));
         std::string error;
         if (!created) {
             created = static_cast<bool>(session_.query("CREATE TABLE IF NOT EXISTS " + o_.table +
