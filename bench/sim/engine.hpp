@@ -1,0 +1,552 @@
+// connpool-sim's engine: the real detail::pool_state, one per application instance, driven
+// in virtual time by a discrete-event loop that plays the shell exactly as
+// detail::pool_core and the blocking face do (hint fast path, admit, the hand-out check,
+// give_up at the deadline, judge_return then return_to_idle / hand_over / reset / close,
+// tick at the armed time). Only the I/O is modelled: connects, pings, resets and the
+// server (max_connections, an outage that kills every backend).
+//
+// Reusable: tests and the CLI build a config, call run(), and read a result.
+#ifndef CONNPOOL_BENCH_SIM_ENGINE_HPP
+#define CONNPOOL_BENCH_SIM_ENGINE_HPP
+
+#include "model.hpp"
+
+#include <connpool/detail/pool_state.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <queue>
+#include <vector>
+
+namespace connpool::sim {
+
+using detail::time_point;
+
+// What a pooled "connection" is in the simulation: the server epoch it was opened in.
+// An outage bumps the epoch, so every older connection is dead from then on.
+struct sim_connection {
+    std::uint64_t epoch = 0;
+};
+
+class engine {
+public:
+    explicit engine(config c) : cfg_(std::move(c)), rng_(cfg_.seed) {}
+
+    result run();
+
+private:
+    using state_t = detail::pool_state<sim_connection>;
+    using slot_t = detail::slot<sim_connection>;
+    struct worker;
+    struct instance;
+
+    struct waiter : detail::waiter_base {
+        worker* owner = nullptr;
+    };
+
+    // An application thread: its hint (the pool's thread-local hint), the leases it holds,
+    // and its one acquire under way.
+    struct worker {
+        slot_t* hint = nullptr;
+        std::vector<slot_t*> held;
+        waiter w;
+        std::uint64_t round = 0;  // one per acquire: stale wake-ups and deadlines are ignored
+        time_point asked_at{};
+        bool discard = false;  // the request hit a dead connection: its leases go back discarded
+    };
+
+    struct instance {
+        std::size_t id = 0;
+        std::unique_ptr<state_t> st;
+        std::vector<std::unique_ptr<worker>> workers;
+        std::vector<worker*> free;
+        std::deque<time_point> backlog;  // requests waiting for a thread
+        time_point next_tick = time_point::max();
+        std::unique_ptr<connpool::advisor> adv;
+        std::unique_ptr<connpool::sizing::adaptive_size> sizer;
+    };
+
+    enum class ev : std::uint8_t { arrival, burst, wake, deadline, hold_done, connected, ping_done, reset_done, timer,
+                                   sample, advise, outage_start, outage_end };
+    struct event {
+        time_point t;
+        std::uint64_t seq;
+        ev type;
+        std::uint32_t inst;
+        void* p;
+        std::uint64_t x;
+        bool operator>(const event& o) const { return t != o.t ? t > o.t : seq > o.seq; }
+    };
+
+    void push(time_point t, ev type, std::size_t inst = 0, void* p = nullptr, std::uint64_t x = 0) {
+        events_.push(event{t, seq_++, type, static_cast<std::uint32_t>(inst), p, x});
+    }
+    double secs(time_point t) const { return seconds_d(t - t0_).count(); }
+    time_point at(double s) const { return t0_ + std::chrono::duration_cast<detail::duration>(seconds_d(s)); }
+    bool measuring() const { return now_ >= t0_ + cfg_.warmup; }
+
+    void dispatch(const event& e);
+    void on_arrival();
+    void start_request(instance& in, worker& wk);
+    void acquire_next(instance& in, worker& wk);
+    void handle_result(instance& in, worker& wk);
+    bool check_handout(instance& in, waiter& w);
+    void got(instance& in, worker& wk, slot_t& s);
+    void failed(instance& in, worker& wk);
+    void finish_request(instance& in, worker& wk);
+    void give_back(instance& in, worker& wk, slot_t& s, bool discard);
+    void carry_out(instance& in, detail::actions& a);
+    void launch_connect(instance& in, slot_t& s);
+    void arm(instance& in, time_point t);
+    void on_advise(instance& in);
+    void sample();
+    void server_change(long delta);
+
+    bool dead(const slot_t& s) const { return s.conn && s.conn->epoch != server_epoch_; }
+
+    config cfg_;
+    std::mt19937_64 rng_;
+    std::priority_queue<event, std::vector<event>, std::greater<>> events_;
+    std::uint64_t seq_ = 0;
+    const time_point t0_ = time_point{} + std::chrono::hours(1);  // away from the epoch, as the tests do
+    time_point now_ = t0_;
+    std::vector<instance> inst_;
+    std::uint64_t recency_ = 0;
+
+    // The server.
+    std::uint64_t server_epoch_ = 1;
+    bool server_down_ = false;
+    std::size_t server_conns_ = 0;
+    double server_integral_ = 0;  // connection-seconds, for the mean
+    time_point server_changed_ = t0_;
+
+    result r_;
+    std::vector<float> waits_us_;
+    double busy_integral_ = 0;  // lease-seconds, measured part only
+};
+
+// ------------------------------------------------------------------ the run
+
+inline result engine::run() {
+    validate(cfg_.pool);
+    const auto wall0 = std::chrono::steady_clock::now();
+    inst_.resize(cfg_.instances);
+    for (std::size_t i = 0; i < inst_.size(); ++i) {
+        auto& in = inst_[i];
+        in.id = i;
+        in.st = std::make_unique<state_t>(cfg_.pool, nullptr, cfg_.seed * 7919 + i, true);
+        for (std::size_t k = 0; k < cfg_.threads; ++k) {
+            in.workers.push_back(std::make_unique<worker>());
+            in.free.push_back(in.workers.back().get());
+        }
+        if (cfg_.advise_every.count() > 0) {
+            in.adv = std::make_unique<connpool::advisor>(cfg_.advice);
+            if (cfg_.adaptive) in.sizer = std::make_unique<connpool::sizing::adaptive_size>(*cfg_.adaptive, cfg_.pool.max_size);
+            push(t0_ + cfg_.advise_every, ev::advise, i);
+        }
+        push(t0_, ev::timer, i);  // the first tick (min_idle) runs at start, as the pool's does
+        in.next_tick = t0_;
+    }
+    push(at(cfg_.arrivals.next(0.0, rng_)), ev::arrival);
+    for (const auto& b : cfg_.arrivals.bursts) push(at(b.at_s), ev::burst, 0, nullptr, b.count);
+    if (cfg_.outage_length.count() > 0) {
+        push(t0_ + cfg_.outage_start, ev::outage_start);
+        push(t0_ + cfg_.outage_start + cfg_.outage_length, ev::outage_end);
+    }
+    const auto every = cfg_.sample_every.count() > 0 ? cfg_.sample_every : cfg_.duration / 400;
+    r_.sample_every_s = seconds_d(every).count();
+    push(t0_, ev::sample, 0, nullptr, static_cast<std::uint64_t>(every.count()));
+
+    const time_point end = t0_ + cfg_.duration;
+    // Bounded: every event is at or after now_, and the loop stops at the end of the run.
+    while (!events_.empty() && events_.top().t <= end) {
+        const event e = events_.top();
+        events_.pop();
+        now_ = e.t;
+        dispatch(e);
+        ++r_.events;
+    }
+    now_ = end;
+    server_change(0);
+
+    r_.duration_s = seconds_d(cfg_.duration - cfg_.warmup).count();
+    r_.served = waits_us_.size();
+    if (!waits_us_.empty()) {
+        auto q = [&](double p) {
+            auto k = static_cast<std::size_t>(p * static_cast<double>(waits_us_.size() - 1));
+            std::nth_element(waits_us_.begin(), waits_us_.begin() + static_cast<std::ptrdiff_t>(k), waits_us_.end());
+            return waits_us_[k] / 1000.0;
+        };
+        double sum = 0;
+        for (float w : waits_us_) sum += w;
+        r_.wait_mean_ms = sum / static_cast<double>(waits_us_.size()) / 1000.0;
+        r_.wait_p50_ms = q(0.50);
+        r_.wait_p99_ms = q(0.99);
+        r_.wait_max_ms = *std::max_element(waits_us_.begin(), waits_us_.end()) / 1000.0;
+    }
+    r_.mean_busy = r_.duration_s > 0 ? busy_integral_ / r_.duration_s : 0;
+    r_.mean_server_connections = server_integral_ / seconds_d(cfg_.duration).count();
+    r_.utilization = r_.mean_server_connections > 0 ? r_.mean_busy / r_.mean_server_connections : 0;
+    r_.final_stats = inst_.front().st->snapshot(now_);
+    r_.wall_s = seconds_d(std::chrono::steady_clock::now() - wall0).count();
+    return r_;
+}
+
+inline void engine::dispatch(const event& e) {
+    instance& in = inst_[e.inst];
+    auto* wk = static_cast<worker*>(e.p);
+    switch (e.type) {
+    case ev::arrival:
+        push(at(cfg_.arrivals.next(secs(now_), rng_)), ev::arrival);
+        on_arrival();
+        break;
+    case ev::burst:
+        for (std::uint64_t i = 0; i < e.x; ++i) on_arrival();
+        break;
+    case ev::wake:  // a completed waiter's thread wakes up
+        if (wk->round == e.x) handle_result(in, *wk);
+        break;
+    case ev::deadline:  // the blocking face gives up at its deadline
+        if (wk->round == e.x && wk->w.pending()) {
+            detail::actions a;
+            in.st->give_up(wk->w, errc::acquire_timeout, now_, a);
+            carry_out(in, a);
+        }
+        break;
+    case ev::hold_done: {
+        if (wk->held.size() < std::max<std::size_t>(cfg_.nested, 1)) {
+            acquire_next(in, *wk);
+            break;
+        }
+        const bool discard = wk->discard;
+        for (auto it = wk->held.rbegin(); it != wk->held.rend(); ++it) give_back(in, *wk, **it, discard);
+        wk->held.clear();
+        ++r_.completed;
+        finish_request(in, *wk);
+        break;
+    }
+    case ev::connected: {
+        auto& s = *static_cast<slot_t*>(e.p);
+        const time_point started = now_ - std::chrono::nanoseconds(static_cast<std::int64_t>(e.x >> 1));
+        std::optional<sim_connection> c;
+        error_info err;
+        const std::size_t limit = cfg_.max_connections > cfg_.reserved ? cfg_.max_connections - cfg_.reserved : 0;
+        if ((e.x & 1) == 0) {
+            err = error_info{errc::connect_failed, "connect failed (modelled failure rate)"};
+        } else if (server_down_) {
+            err = error_info{errc::connect_failed, "connection refused (server outage)"};
+        } else if (cfg_.max_connections != 0 && server_conns_ >= limit) {
+            err = error_info{errc::connect_failed, "FATAL: sorry, too many clients already"};
+            ++r_.refused_by_server;
+        } else {
+            c = sim_connection{server_epoch_};
+            server_change(+1);
+            ++r_.connections_opened;
+        }
+        if (!c) ++r_.connect_failures;
+        detail::actions a;
+        in.st->connect_done(s, std::move(c), std::move(err), started, now_, a);
+        carry_out(in, a);
+        break;
+    }
+    case ev::ping_done: {
+        auto& s = *static_cast<slot_t*>(e.p);
+        detail::actions a;
+        const bool ok = !dead(s);
+        if (ok) s.last_used.store(now_, std::memory_order_relaxed);
+        in.st->ping_done(s, ok, now_, a);
+        carry_out(in, a);
+        break;
+    }
+    case ev::reset_done: {
+        auto& s = *static_cast<slot_t*>(e.p);
+        detail::actions a;
+        in.st->reset_done(s, !dead(s), now_, a);
+        carry_out(in, a);
+        break;
+    }
+    case ev::timer:
+        if (e.t == in.next_tick) {
+            in.next_tick = time_point::max();
+            detail::actions a;
+            in.st->tick(now_, a);
+            carry_out(in, a);
+        }
+        break;
+    case ev::sample:
+        sample();
+        push(now_ + std::chrono::nanoseconds(static_cast<std::int64_t>(e.x)), ev::sample, 0, nullptr, e.x);
+        break;
+    case ev::advise:
+        on_advise(in);
+        push(now_ + cfg_.advise_every, ev::advise, e.inst);
+        break;
+    case ev::outage_start:
+        server_down_ = true;
+        ++server_epoch_;  // every backend dies with the server
+        server_change(-static_cast<long>(server_conns_));
+        break;
+    case ev::outage_end: server_down_ = false; break;
+    }
+}
+
+// ------------------------------------------------------------------ requests
+
+inline void engine::on_arrival() {
+    ++r_.requests;
+    instance& in = inst_[inst_.size() == 1 ? 0 : std::uniform_int_distribution<std::size_t>(0, inst_.size() - 1)(rng_)];
+    if (cfg_.threads == 0) {
+        // A thread per request: a fresh thread has no hint.
+        if (in.free.empty()) {
+            in.workers.push_back(std::make_unique<worker>());
+            in.free.push_back(in.workers.back().get());
+        }
+        worker* wk = in.free.back();
+        in.free.pop_back();
+        wk->hint = nullptr;
+        return start_request(in, *wk);
+    }
+    if (in.free.empty()) {
+        in.backlog.push_back(now_);
+        r_.peak_backlog = std::max(r_.peak_backlog, in.backlog.size());
+        return;
+    }
+    worker* wk = in.free.back();
+    in.free.pop_back();
+    start_request(in, *wk);
+}
+
+inline void engine::start_request(instance& in, worker& wk) {
+    wk.discard = false;
+    acquire_next(in, wk);
+}
+
+// blocking_acquire(): the hint first, else one waiter through admit.
+inline void engine::acquire_next(instance& in, worker& wk) {
+    ++wk.round;
+    wk.asked_at = now_;
+    state_t& st = *in.st;
+    slot_t* pre = st.lease_hint(wk.hint, [&] { return now_; });
+    if (pre != nullptr) {
+        const auto v = detail::judge_handout(state_t::facts_of(*pre, now_), st.facts(), st.opts(), true);
+        if (v.kind == detail::handout_kind::deliver) return got(in, wk, *pre);
+    }
+    wk.w = waiter{};
+    wk.w.owner = &wk;
+    wk.w.deadline = detail::saturating_add(now_, cfg_.pool.acquire_timeout);
+    if (pre != nullptr) {
+        wk.w.result = pre;
+        return handle_result(in, wk);
+    }
+    detail::actions a;
+    const auto r = st.admit(wk.w, now_, false, a);
+    if (r == detail::admit_result::queued) push(wk.w.deadline, ev::deadline, in.id, &wk, wk.round);
+    carry_out(in, a);
+    if (r == detail::admit_result::refused) return failed(in, wk);
+    if (r == detail::admit_result::served) handle_result(in, wk);
+}
+
+// One pass of blocking_acquire's loop: deliver, fail, or keep waiting (a wake follows).
+inline void engine::handle_result(instance& in, worker& wk) {
+    waiter& w = wk.w;
+    if (!w.pending() && w.result != nullptr) {
+        if (check_handout(in, w)) got(in, wk, *static_cast<slot_t*>(w.result));
+        return;  // else pending again, or completed: its completion wakes us
+    }
+    if (w.phase == detail::waiter_phase::done) failed(in, wk);
+}
+
+// pool_core::check_handout.
+inline bool engine::check_handout(instance& in, waiter& w) {
+    if (w.validated) return true;
+    auto& s = *static_cast<slot_t*>(w.result);
+    state_t& st = *in.st;
+    const auto v = detail::judge_handout(state_t::facts_of(s, now_), st.facts(), st.opts(), true);
+    if (v.kind == detail::handout_kind::deliver) return true;
+    if (v.kind == detail::handout_kind::close && v.reason == close_reason::resized && !st.take_excess()) return true;
+    detail::actions a;
+    if (v.kind == detail::handout_kind::ping) {
+        st.start_validation(w, s, now_, a);
+    } else {
+        st.close_leased(s, v.reason, a);
+        st.readmit(w, now_, a);
+    }
+    carry_out(in, a);
+    return false;
+}
+
+// pool_core::begin_lease, then the request's work.
+inline void engine::got(instance& in, worker& wk, slot_t& s) {
+    s.leased_at.store(now_, std::memory_order_relaxed);
+    s.leak_reported.store(false, std::memory_order_relaxed);
+    s.skip_reset = false;
+    s.count_acquire();
+    wk.hint = &s;
+    if (measuring()) waits_us_.push_back(static_cast<float>(std::chrono::duration<double, std::micro>(now_ - wk.asked_at).count()));
+    if (dead(s)) {
+        wk.discard = true;  // its query fails: the application discards the connection
+        ++r_.query_failures;
+    }
+    wk.held.push_back(&s);
+    // Each connection is used for a hold before the next is asked for, while the earlier
+    // ones stay held: a request's Cm connections are held at once for the last step.
+    push(now_ + cfg_.hold.sample(rng_), ev::hold_done, in.id, &wk);
+}
+
+inline void engine::failed(instance& in, worker& wk) {
+    if (wk.w.error.code == make_error_code(errc::acquire_timeout)) {
+        ++r_.timeouts;
+        if (!wk.held.empty()) ++r_.nested_timeouts;  // it waited while holding: the nested-acquire deadlock
+    } else {
+        ++r_.other_errors;
+    }
+    for (auto it = wk.held.rbegin(); it != wk.held.rend(); ++it) give_back(in, wk, **it, wk.discard);
+    wk.held.clear();
+    finish_request(in, wk);
+}
+
+inline void engine::finish_request(instance& in, worker& wk) {
+    if (cfg_.threads != 0 && !in.backlog.empty()) {
+        in.backlog.pop_front();
+        return start_request(in, wk);
+    }
+    in.free.push_back(&wk);
+}
+
+// pool_core::give_back.
+inline void engine::give_back(instance& in, worker& wk, slot_t& s, bool discard) {
+    state_t& st = *in.st;
+    const auto held = now_ - s.leased_at.load(std::memory_order_relaxed);
+    s.use_time.record(held);
+    if (measuring()) busy_integral_ += seconds_d(held).count();
+    const bool dirty = cfg_.reset_time.count() > 0 && st.opts().reset_on_return;
+    const auto v = detail::judge_return(detail::return_facts{discard, dead(s), dirty}, state_t::facts_of(s, now_), st.facts());
+    s.last_used.store(now_, std::memory_order_relaxed);
+    s.recency.store(++recency_, std::memory_order_relaxed);
+    detail::actions a;
+    if (v.kind == detail::return_kind::keep) {
+        switch (st.return_to_idle(s, [&] { return now_; })) {
+        case detail::publish_result::done:
+            wk.hint = &s;
+            if (st.take_sweep_request()) arm(in, now_ + st.opts().handoff_quantum);
+            return;
+        case detail::publish_result::serve:
+            wk.hint = &s;
+            st.serve_waiters(now_, a);
+            return carry_out(in, a);
+        case detail::publish_result::locked: break;
+        }
+        st.hand_over(s, now_, a);
+        return carry_out(in, a);
+    }
+    if (v.kind == detail::return_kind::reset) {
+        st.start_reset(s, a);
+    } else if (v.reason == close_reason::resized && !st.take_excess()) {
+        st.hand_over(s, now_, a);
+    } else {
+        st.close_leased(s, v.reason, a);
+    }
+    carry_out(in, a);
+}
+
+// ------------------------------------------------------------------ actions (pool_core::run)
+
+inline void engine::carry_out(instance& in, detail::actions& a) {
+    for (int guard = 0; guard < 100000; ++guard) {
+        // A completed waiter's thread wakes up after this step, as a parked thread does.
+        while (detail::waiter_base* w = a.pop_done()) {
+            worker* wk = static_cast<waiter*>(w)->owner;
+            push(now_, ev::wake, in.id, wk, wk->round);
+        }
+        for (auto [b, why] : std::exchange(a.closes, {})) {
+            auto& s = static_cast<slot_t&>(*b);
+            if (s.conn && s.conn->epoch == server_epoch_) server_change(-1);
+            s.conn.reset();
+            in.st->close_done(s, why, now_, a);
+        }
+        for (auto* b : std::exchange(a.connects, {})) launch_connect(in, static_cast<slot_t&>(*b));
+        for (auto* b : std::exchange(a.resets, {})) push(now_ + cfg_.reset_time, ev::reset_done, in.id, b);
+        for (auto [b, timeout] : std::exchange(a.pings, {})) {
+            // A dead connection's ping fails when its timeout runs out, a live one after a round trip.
+            const auto& s = static_cast<slot_t&>(*b);
+            const detail::duration took = dead(s) ? detail::duration(timeout) : detail::duration(cfg_.ping_time);
+            push(now_ + took, ev::ping_done, in.id, b);
+        }
+        for (auto* b : std::exchange(a.probes, {})) {
+            auto& s = static_cast<slot_t&>(*b);
+            in.st->probe_done(s, !dead(s), now_, a);  // probe() never waits
+        }
+        r_.leaks += std::exchange(a.leaks, {}).size();
+        a.drained = false;
+        if (a.timer != time_point::max()) arm(in, std::exchange(a.timer, time_point::max()));
+        if (a.empty()) return;
+    }
+}
+
+inline void engine::launch_connect(instance& in, slot_t& s) {
+    // The outcome is drawn now, the server's answer is judged when the connect completes.
+    detail::duration took = cfg_.connect_time.sample(rng_);
+    if (server_down_) took = std::min<detail::duration>(took, std::chrono::milliseconds(1));  // refused at once
+    took = std::min<detail::duration>(took, cfg_.pool.connect_timeout);
+    const bool ok = std::uniform_real_distribution<double>(0, 1)(rng_) >= cfg_.connect_failure;
+    const auto ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(took).count());
+    push(now_ + took, ev::connected, in.id, &s, (ns << 1) | (ok ? 1 : 0));
+}
+
+// The housekeeper: one pending wake-up, the earliest asked for. With a deep queue each
+// waiter's deadline asks for a tick, and each tick walks the whole queue (O(waiters^2) per
+// second, in the real pool too); the simulator then rounds ticks up to 1, 10 or 100 ms. Each
+// waiter still times out exactly at its deadline (ev::deadline), and in such a queue a
+// late sweep of a reserved connection is lost in the wait.
+inline void engine::arm(instance& in, time_point t) {
+    if (const std::size_t q = in.st->waiting(); q > 100 && t != time_point::max()) {
+        const detail::duration grain = q > 10000 ? std::chrono::milliseconds(100)
+                                       : q > 1000  ? std::chrono::milliseconds(10)
+                                                   : std::chrono::milliseconds(1);
+        t = t0_ + ((t - t0_ + grain - detail::duration(1)) / grain) * grain;
+    }
+    if (t >= in.next_tick) return;
+    in.next_tick = t;
+    push(t, ev::timer, in.id);
+}
+
+inline void engine::server_change(long delta) {
+    server_integral_ += static_cast<double>(server_conns_) * seconds_d(now_ - server_changed_).count();
+    server_changed_ = now_;
+    server_conns_ = static_cast<std::size_t>(static_cast<long>(server_conns_) + delta);
+    r_.peak_server_connections = std::max(r_.peak_server_connections, server_conns_);
+}
+
+inline void engine::sample() {
+    series_point p;
+    p.t_s = secs(now_);
+    p.server_connections = server_conns_;
+    for (auto& in : inst_) {
+        const auto s = in.st->snapshot(now_);
+        p.open += s.open;
+        p.busy += s.in_use;
+        p.waiting += s.waiting;
+        r_.peak_waiting = std::max(r_.peak_waiting, p.waiting);
+    }
+    p.max_size = inst_.front().st->current().max_size;
+    r_.series.push_back(p);
+}
+
+// The advisor reads the pool's own stats, as pool::advise() does; the adaptive size, when
+// on, moves max_size through set_max_size() as the pool's would.
+inline void engine::on_advise(instance& in) {
+    const pool_stats s = in.st->snapshot(now_);
+    const advice adv = in.adv->observe(s, now_);
+    std::optional<std::size_t> n;
+    if (in.sizer) n = in.sizer->step(adv, s.max_size);
+    if (in.id == 0) r_.advice.push_back(advice_point{secs(now_), adv.max_size, n.value_or(s.max_size), adv.arrival_rate});
+    if (!n) return;
+    detail::actions a;
+    in.st->set_max_size(*n, now_, a);
+    carry_out(in, a);
+}
+
+}  // namespace connpool::sim
+
+#endif  // CONNPOOL_BENCH_SIM_ENGINE_HPP
