@@ -6,7 +6,7 @@
 // Then the zero-allocation check of the uncontended async path (the blocking one is the
 // 1/4 row's allocs_per_cycle).
 //
-//   connpool_bench_contended [--shapes 1/4,8/4] [--no-alloc]
+//   connpool_bench_contended [--shapes 1/4,8/4] [--pools connpool,soci] [--no-alloc]
 // Environment: CONNPOOL_BENCH_RUN_MS (2000), CONNPOOL_BENCH_ROUNDS (3),
 // CONNPOOL_BENCH_WORK_NS (0: busy work while holding the connection),
 // CONNPOOL_BENCH_SAMPLE_EVERY (64: one cycle in 64 is timed for the histogram).
@@ -180,13 +180,15 @@ void run_async_alloc() {
 
 int main(int argc, char** argv) {
     std::string shapes = "1/4,2/4,4/4,8/4,32/4,32/16";
+    std::string pools;
     bool alloc = true;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--shapes" && i + 1 < argc) shapes = argv[++i];
+        else if (a == "--pools" && i + 1 < argc) pools = argv[++i];
         else if (a == "--no-alloc") alloc = false;
         else {
-            std::cerr << "usage: " << argv[0] << " [--shapes 1/4,8/4] [--no-alloc]\n";
+            std::cerr << "usage: " << argv[0] << " [--shapes 1/4,8/4] [--pools connpool,soci] [--no-alloc]\n";
             return 2;
         }
     }
@@ -202,6 +204,7 @@ int main(int argc, char** argv) {
     Poco::Data::SQLite::Connector::registerConnector();
     cs.push_back({"poco", run_poco});
 #endif
+    bench::keep_only(cs, pools);
     bench::run_rounds("mem", bench::parse_shapes(shapes), cs);
     if (alloc) run_async_alloc();
     return 0;

@@ -248,6 +248,14 @@ inline void run_rounds(const std::string& workload, const std::vector<shape>& sh
     }
 }
 
+// Keeps the contenders named in `names` ("connpool,soci"; empty keeps all): the binaries'
+// --pools argument, to rerun one contender alone (e.g. to reproduce a crash).
+inline void keep_only(std::vector<contender>& cs, const std::string& names) {
+    if (names.empty()) return;
+    const std::string list = "," + names + ",";
+    std::erase_if(cs, [&](const contender& c) { return list.find("," + c.name + ",") == std::string::npos; });
+}
+
 // "1/4,8/4" -> shapes; the binaries' --shapes argument.
 inline std::vector<shape> parse_shapes(const std::string& text) {
     std::vector<shape> out;

@@ -49,8 +49,7 @@ trap cleanup EXIT
 mkdir -p "$src" "$out" "$work/tree"
 git -C "$root" archive "$commit" | tar -x -C "$work/tree"
 rm -rf "$work/tree/bench"
-mkdir -p "$work/tree/bench"
-(cd "$here" && cp -- *.cpp *.hpp CMakeLists.txt "$work/tree/bench/")
+rsync -a --exclude results "$here/" "$work/tree/bench/"
 rsync -a --checksum --delete "$work/tree/" "$src/"
 log "core $commit ($(git -C "$root" log -1 --format=%s "$commit" | cut -c1-70))"
 

@@ -7,7 +7,7 @@
 // coroutines over two io threads with async_acquire + pg::async_exec on a pool of 4, and
 // 4 coroutines with dedicated connections on the same two io threads.
 //
-//   connpool_bench_contended_pg [--shapes 2/4,8/4] [--workload NAME] [--no-async]
+//   connpool_bench_contended_pg [--shapes 2/4,8/4] [--workload NAME] [--pools LIST] [--no-async]
 // bench/contended.sh runs it once unpinned and once with --shapes 1/4 --workload pg_pinned,
 // client and server pinned to one CPU. Reads CONNPOOL_PG_CONNINFO (start-servers.sh).
 #include "contended.hpp"
@@ -234,14 +234,16 @@ std::optional<bench::shape_result> run_async(const bench::shape& s, bool dedicat
 int main(int argc, char** argv) {
     std::string shapes = "2/4,4/4,8/4,32/4";
     std::string workload = "pg";
+    std::string pools;
     bool async = true;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--shapes" && i + 1 < argc) shapes = argv[++i];
         else if (a == "--workload" && i + 1 < argc) workload = argv[++i];
+        else if (a == "--pools" && i + 1 < argc) pools = argv[++i];
         else if (a == "--no-async") async = false;
         else {
-            std::cerr << "usage: " << argv[0] << " [--shapes 2/4,8/4] [--workload NAME] [--no-async]\n";
+            std::cerr << "usage: " << argv[0] << " [--shapes 2/4,8/4] [--workload NAME] [--pools LIST] [--no-async]\n";
             return 2;
         }
     }
@@ -263,6 +265,7 @@ int main(int argc, char** argv) {
     Poco::Data::PostgreSQL::Connector::registerConnector();
     cs.push_back({"poco", run_poco});
 #endif
+    bench::keep_only(cs, pools);
     bench::run_rounds(workload, bench::parse_shapes(shapes), cs);
     if (async) {
         bench::run_rounds("async", {{32, 4}},

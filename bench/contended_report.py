@@ -4,9 +4,11 @@
 prints ONE table: each issue-8 target, the figure measured, pass or miss. With several
 directories the cores stand side by side (separate runs; every ratio is within one run).
 
-usage: contended_report.py [--readme README.md [--notes NOTES.md]] [LABEL=]DIR [[LABEL=]DIR...]
+usage: contended_report.py [--readme README.md [--notes NOTES.md] [--findings FINDINGS.md]]
+                           [LABEL=]DIR [[LABEL=]DIR...]
 --readme replaces the README's "## 0.2 contended shapes" section (from that heading to the
-end of the file) with the tables, the full per-contender figures and the notes file.
+end of the file) with the notes (how it measures), the target table, the findings (what
+the figures say, written by hand) and every contender's figures.
 """
 import json
 import os
@@ -279,7 +281,7 @@ def details(run):
 
 
 def main(argv):
-    readme = notes = None
+    readme = notes = findings = None
     dirs = []
     i = 0
     while i < len(argv):
@@ -287,6 +289,8 @@ def main(argv):
             readme, i = argv[i + 1], i + 2
         elif argv[i] == "--notes":
             notes, i = argv[i + 1], i + 2
+        elif argv[i] == "--findings":
+            findings, i = argv[i + 1], i + 2
         else:
             dirs.append(argv[i])
             i += 1
@@ -303,7 +307,10 @@ def main(argv):
         if HEADING in body:
             body = body[:body.index(HEADING)]
         section = [HEADING, "", open(notes).read().strip() if notes else "", "",
-                   "### Targets", "", table, "### Figures", ""] + [details(r) for r in runs]
+                   "### Targets", "", table]
+        if findings:
+            section += ["### What the figures say", "", open(findings).read().strip(), ""]
+        section += ["### Figures", ""] + [details(r) for r in runs]
         with open(readme, "w") as f:
             f.write(body.rstrip("\n") + "\n\n" + "\n".join(section).rstrip("\n") + "\n")
 
