@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -377,7 +378,14 @@ private:
                 for (std::size_t j = 0; j < status_.size(); ++j) {
                     if (j != i && status_[j].role == host_role::primary) primary_position = status_[j].position;
                 }
-                detail::apply_probe(status_[i], p, rtt, primary_position, copts_);
+                const auto now = std::chrono::steady_clock::now();
+                std::optional<std::chrono::milliseconds> behind_for;
+                if (p.role == host_role::primary) {
+                    note_primary_position_locked(i, p.position, now);
+                } else if (p.role == host_role::standby && primary_position) {
+                    behind_for = behind_for_locked(p.position, now);
+                }
+                detail::apply_probe(status_[i], p, rtt, primary_position, copts_, behind_for);
                 in_flight_[i] = false;
                 // A demoted or lost primary's connections must not serve writes again, and a
                 // lost host's connections are dead: replace them all.
@@ -389,6 +397,30 @@ private:
             cv_.wait_for(lk, copts_.refresh_interval, [&] { return stopping_ || wake_[i]; });
             if (stopping_) return;
         }
+    }
+
+    // The primary's positions over time, so that a standby's time lag can be read off our own
+    // clock: how long ago the primary first went past the standby's replayed position.
+    void note_primary_position_locked(std::size_t host, std::uint64_t pos, std::chrono::steady_clock::time_point now) {
+        if (history_host_ != host) {
+            history_.clear();  // a new primary: its positions start a new history
+            history_host_ = host;
+        }
+        if (history_.empty() || pos > history_.back().second) history_.emplace_back(now, pos);
+        // Bounded: a standby further behind than the oldest sample is reported as lagging since
+        // then, which is still more than any sensible max_replica_lag.
+        while (history_.size() > 4096 || (history_.size() > 1 && now - history_.front().first > std::chrono::hours(1))) {
+            history_.pop_front();
+        }
+    }
+
+    // None when the history cannot tell (no sample, or the standby is not behind any sample).
+    std::optional<std::chrono::milliseconds> behind_for_locked(std::uint64_t pos,
+                                                               std::chrono::steady_clock::time_point now) const {
+        for (const auto& [when, primary_pos] : history_) {
+            if (primary_pos > pos) return std::chrono::duration_cast<std::chrono::milliseconds>(now - when);
+        }
+        return std::nullopt;
     }
 
     void stop_probers() {
@@ -417,6 +449,8 @@ private:
     std::vector<host_status> status_;
     std::vector<bool> wake_;
     std::vector<bool> in_flight_;
+    std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> history_;
+    std::size_t history_host_ = static_cast<std::size_t>(-1);
     bool stopping_ = false;
 
     // Last: started after everything they read, joined in the destructor before it goes.

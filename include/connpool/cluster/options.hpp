@@ -31,8 +31,10 @@ struct cluster_options {
     // time marks the host down.
     std::chrono::milliseconds probe_timeout = std::chrono::milliseconds(1000);
     // A standby whose replay is this far behind in time leaves read routing until it is
-    // back within it. Time lag is the age of the last replayed transaction, counted only
-    // while the standby is behind the primary's position. 0 disables.
+    // back within it. Time lag is how long ago the primary (as probed) first went past the
+    // standby's replayed position, on the cluster's clock; before the cluster has seen the
+    // primary move, the age of the standby's last replayed transaction while it is behind.
+    // It is measured in probe steps, so it is known to within about refresh_interval. 0 disables.
     std::chrono::milliseconds max_replica_lag = std::chrono::seconds(60);
     // The same in bytes of log (primary position minus replayed position). 0 disables.
     std::uint64_t max_replica_lag_bytes = 0;

@@ -30,8 +30,11 @@ inline std::string seconds_text(std::chrono::milliseconds d) {
 
 // Folds one probe into a host's status. primary_position is the primary's last known log
 // position (none while no primary is known), against which a standby's lag is measured.
+// behind_for, when the cluster knows it, is how long ago the primary first went past this
+// standby's position: the time lag, measured on the cluster's own clock.
 inline void apply_probe(host_status& h, const probe_result& p, std::chrono::microseconds rtt,
-                        std::optional<std::uint64_t> primary_position, const cluster_options& o) {
+                        std::optional<std::uint64_t> primary_position, const cluster_options& o,
+                        std::optional<std::chrono::milliseconds> behind_for = std::nullopt) {
     ++h.probes;
     h.role = p.role;
     h.replay_paused = p.replay_paused;
@@ -53,9 +56,12 @@ inline void apply_probe(host_status& h, const probe_result& p, std::chrono::micr
     // A standby ahead of the (older) primary position we know is caught up, not negative.
     if (primary_position && *primary_position > p.position) {
         h.lag_bytes = *primary_position - p.position;
-        // The age of the last replayed transaction means lag only while there is log left to
-        // replay: an idle primary makes it grow without any lag.
-        if (p.replay_age_seconds && *p.replay_age_seconds > 0) {
+        // Prefer the cluster's own measure. Else the age of the last replayed transaction,
+        // which means lag only while there is log left to replay (an idle primary makes it
+        // grow without any lag) and is unknown until the standby has replayed one.
+        if (behind_for) {
+            h.lag = *behind_for;
+        } else if (p.replay_age_seconds && *p.replay_age_seconds > 0) {
             h.lag = std::chrono::milliseconds(static_cast<long long>(std::llround(*p.replay_age_seconds * 1000.0)));
         }
     }

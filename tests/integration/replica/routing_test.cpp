@@ -186,6 +186,19 @@ TEST_CASE("a probe puts a standby out of read routing while it lags and back whe
     CHECK_FALSE(h.readable);
     CHECK(h.note == "lags 400 bytes > max_replica_lag_bytes 100");
 
+    // The cluster's own measure wins over the transaction age, which is unknown until the
+    // standby has replayed a transaction since it started.
+    cluster_options timed;
+    timed.max_replica_lag = 1000ms;
+    probe_result fresh_start;
+    fresh_start.role = host_role::standby;
+    fresh_start.position = 100;
+    detail::apply_probe(h, fresh_start, 200us, std::uint64_t{500}, timed, std::chrono::milliseconds(1500));
+    CHECK_FALSE(h.readable);
+    CHECK(h.lag == std::chrono::milliseconds(1500));
+    detail::apply_probe(h, fresh_start, 200us, std::uint64_t{500}, timed, std::chrono::milliseconds(300));
+    CHECK(h.readable);
+
     probe_result down;
     down.error = "connection refused";
     detail::apply_probe(h, down, 0us, std::nullopt, o);
