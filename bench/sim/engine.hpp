@@ -327,7 +327,7 @@ inline void engine::acquire_next(instance& in, worker& wk) {
     ++wk.round;
     wk.asked_at = now_;
     state_t& st = *in.st;
-    slot_t* pre = st.lease_hint(wk.hint, [&] { return now_; });
+    slot_t* pre = st.lease_hint(wk.hint, reinterpret_cast<detail::caller_id>(&wk), [&] { return now_; });
     if (pre != nullptr) {
         const auto v = detail::judge_handout(state_t::facts_of(*pre, now_), st.facts(), st.opts(), true);
         if (v.kind == detail::handout_kind::deliver) return got(in, wk, *pre);
@@ -426,7 +426,7 @@ inline void engine::give_back(instance& in, worker& wk, slot_t& s, bool discard)
     s.recency.store(++recency_, std::memory_order_relaxed);
     detail::actions a;
     if (v.kind == detail::return_kind::keep) {
-        switch (st.return_to_idle(s, [&] { return now_; })) {
+        switch (st.return_to_idle(s, reinterpret_cast<detail::caller_id>(&wk), [&] { return now_; })) {
         case detail::publish_result::done:
             wk.hint = &s;
             if (st.take_sweep_request()) arm(in, now_ + st.opts().handoff_quantum);

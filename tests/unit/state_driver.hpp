@@ -109,7 +109,7 @@ public:
         }
         test_waiter& w = new_waiter(c, timeout);
         k.waiting = &w;
-        if (slot_t* s = st.lease_hint(k.hint, [&] { return now; })) {
+        if (slot_t* s = st.lease_hint(k.hint, c + 1, [&] { return now; })) {
             // The state machine never saw this waiter: a hand-out check that pings or
             // closes needs its place in time.
             w.enqueued_at = now;
@@ -154,7 +154,7 @@ public:
         case return_kind::close: st.close_leased(*s, v.reason, a_); break;
         case return_kind::reset: st.start_reset(*s, a_); break;
         case return_kind::keep:
-            switch (st.return_to_idle(*s, [&] { return now; })) {
+            switch (st.return_to_idle(*s, c + 1, [&] { return now; })) {
             case publish_result::done:
                 // The sweep is armed at the end of this slot's reservation.
                 if (st.take_sweep_request()) arm(s->sticky_until.load());

@@ -47,11 +47,12 @@ inline std::chrono::microseconds quantile(const duration_histogram& h, double q,
 // shared cache line. Readers sum them into a duration_histogram.
 class single_writer_histogram {
 public:
-    void record(std::chrono::nanoseconds d) noexcept {
+    // weight: how many samples this one stands for.
+    void record(std::chrono::nanoseconds d, std::uint64_t weight = 1) noexcept {
         auto& b = buckets_[bucket_of(d)];
-        b.store(b.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-        sum_ns_.store(sum_ns_.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count())),
-                      std::memory_order_relaxed);
+        b.store(b.load(std::memory_order_relaxed) + weight, std::memory_order_relaxed);
+        const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count()));
+        sum_ns_.store(sum_ns_.load(std::memory_order_relaxed) + weight * ns, std::memory_order_relaxed);
     }
 
     void add_to(duration_histogram& h) const noexcept {

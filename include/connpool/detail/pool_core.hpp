@@ -97,10 +97,13 @@ public:
         return h;
     }
 
+    // This thread, as a caller of sticky reservations.
+    static caller_id me() noexcept { return reinterpret_cast<caller_id>(&hint()); }
+
     slot_type* lease_hint() noexcept {
         const hint_entry h = hint();
         if (h.pool_id != id_) return nullptr;
-        return state_.lease_hint(h.slot, [] { return now(); });
+        return state_.lease_hint(h.slot, me(), [] { return now(); });
     }
 
     // Step one for both faces, after the hint missed: served (w.result), queued, refused.
@@ -176,12 +179,15 @@ public:
     // The lease's bookkeeping, on delivery. holder: the thread that asked; enqueued_at:
     // when it started waiting (default: it did not wait).
     lease_type begin_lease(slot_type& s, std::source_location loc, std::thread::id holder,
-                           time_point enqueued_at = {}) noexcept {
+                           time_point enqueued_at = {}, time_point coarse = {}) noexcept {
         if (reporter_.wants_acquire_events()) [[unlikely]] {
             reporter_.acquired(loc, enqueued_at == time_point{} ? std::chrono::nanoseconds(0) : now() - enqueued_at);
         }
-        s.leased_at.store(coarse_now<Clock>(), std::memory_order_relaxed);
-        if (state_.reports().measuring_use_time()) s.leased_tsc.store(recency_stamp(), std::memory_order_relaxed);
+        s.leased_at.store(coarse == time_point{} ? coarse_now<Clock>() : coarse, std::memory_order_relaxed);
+        if (state_.reports().measuring_use_time() &&
+            s.acquires.load(std::memory_order_relaxed) % reporting::use_time_sample_every == 0) [[unlikely]] {
+            s.timed_since.store(now(), std::memory_order_relaxed);
+        }
         s.site.store(loc, std::memory_order_relaxed);
         s.holder.store(holder, std::memory_order_relaxed);
         s.leak_reported.store(false, std::memory_order_relaxed);
@@ -198,21 +204,20 @@ public:
         s.in_return.store(true, std::memory_order_relaxed);
         const auto t = coarse_now<Clock>();
         reporter_.returned(s, t);
-        if (state_.reports().measuring_use_time()) {
-            const auto ticks = recency_stamp() - s.leased_tsc.load(std::memory_order_relaxed);
-            s.use_time.record(std::chrono::nanoseconds(
-                static_cast<std::int64_t>(static_cast<double>(ticks) * state_.reports().ns_per_tick())));
+        if (const auto since = s.timed_since.load(std::memory_order_relaxed); since != time_point{}) [[unlikely]] {
+            s.use_time.record(now() - since, reporting::use_time_sample_every);
+            s.timed_since.store(time_point{}, std::memory_order_relaxed);
         }
         s.holder.store(std::thread::id{}, std::memory_order_relaxed);
         const return_verdict v = judge_return(return_facts{discard, is_broken(s), wants_reset(s)},
                                               state_type::facts_of(s, t), state_.facts());
         s.last_used.store(t, std::memory_order_relaxed);
-        s.recency.store(recency_stamp(), std::memory_order_relaxed);
+        s.recency.store(recency_of(t), std::memory_order_relaxed);
         if (v.kind == return_kind::keep) {
-            switch (state_.return_to_idle(s, [] { return now(); })) {
+            switch (state_.return_to_idle(s, me(), [] { return now(); })) {
             case publish_result::done:
                 hint() = {id_, &s};
-                if (state_.take_sweep_request()) arm(now() + opts().handoff_quantum);
+                if (state_.take_sweep_request()) arm(s.sticky_until.load(std::memory_order_relaxed));
                 return s.in_return.store(false, std::memory_order_release);
             case publish_result::serve:
                 hint() = {id_, &s};

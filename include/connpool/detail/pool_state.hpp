@@ -70,13 +70,15 @@ public:
                 s.acquires.load(std::memory_order_relaxed)};
     }
 
-    // lease_idle through this thread's hint. While others wait, only within the quantum
-    // of the run that returned it (handoff_policy::sticky); now() is read only then.
+    // lease_idle through the caller's hint. While others wait, only a slot reserved for
+    // this caller, within the quantum of the run that returned it (handoff_policy::sticky);
+    // now() is read only then. A stale hint to a slot reserved for another caller fails.
     template <class Now>
-    slot_type* lease_hint(slot_type* h, Now&& now) noexcept {
+    slot_type* lease_hint(slot_type* h, caller_id caller, Now&& now) noexcept {
         if (h == nullptr || closed()) return nullptr;
         if (waiting() != 0) {
             if (opts_.handoff != handoff_policy::sticky) return nullptr;
+            if (h->reserved_for.load(std::memory_order_relaxed) != caller) return nullptr;
             if (now() >= h->sticky_until.load(std::memory_order_relaxed)) return nullptr;
         }
         return h->cas(slot_state::idle, slot_state::leased) ? h : nullptr;
@@ -84,15 +86,17 @@ public:
 
     // return_to_idle for a connection judged fit for reuse. Nobody waits: publish it
     // idle. Somebody waits: under sticky, within the run's quantum, publish it reserved
-    // for this thread until the quantum ends (the sweep, or any locked event after that,
-    // hands it to the oldest waiter); otherwise the caller hands it over under the lock.
+    // for the returning caller until the quantum ends; then the sweep (the shell arms the
+    // timer for sticky_until) or an admit(), close_done() or tick() after that hands it to
+    // the oldest waiter. Otherwise the caller hands it over under the lock.
     template <class Now>
-    publish_result return_to_idle(slot_type& s, Now&& now) noexcept {
+    publish_result return_to_idle(slot_type& s, caller_id caller, Now&& now) noexcept {
         if (waiting() != 0) {
             if (opts_.handoff != handoff_policy::sticky) return publish_result::locked;
             const time_point t = now();
             const time_point until = s.run_start.load(std::memory_order_relaxed) + opts_.handoff_quantum;
             if (t >= until) return publish_result::locked;
+            s.reserved_for.store(caller, std::memory_order_relaxed);
             s.sticky_until.store(until, std::memory_order_relaxed);
             if (!s.cas(slot_state::leased, slot_state::idle)) return publish_result::locked;  // orphaned
             sweep_wanted_.store(true, std::memory_order_release);
@@ -317,7 +321,7 @@ public:
             s.created_at = now;
             s.expires_at = connector_.expiry(now);
             s.last_used.store(now, std::memory_order_relaxed);
-            s.recency.store(0, std::memory_order_relaxed);
+            s.recency.store(recency_of(now), std::memory_order_relaxed);
             ++open_;
             update_capacity();
             s.state.store(slot_state::leased, std::memory_order_relaxed);

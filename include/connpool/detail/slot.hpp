@@ -82,6 +82,10 @@ constexpr bool holds_connection(slot_state s) noexcept {
 struct slot_base;
 struct waiter_base;
 
+// Who asks, for sticky reservations: any value unique among the pool's callers at a time.
+// The shell uses the address of the calling thread's hint; a simulator, its callers' own.
+using caller_id = std::uintptr_t;
+
 // What a lease calls when it lets go. Virtual so that lease<Connection> depends on neither
 // the factory nor the clock.
 class slot_owner {
@@ -108,13 +112,14 @@ struct alignas(64) slot_base {
     // when an idle slot stays reserved for the thread that returned it while others wait.
     std::atomic<time_point> run_start{};
     std::atomic<time_point> sticky_until{};
+    std::atomic<caller_id> reserved_for{0};  // the caller a sticky return reserved it for
 
     // Written by the holder, read by housekeeping and stats; relaxed is enough because a
     // reader only reports them.
     std::atomic<time_point> last_used{};
     std::atomic<time_point> leased_at{};
-    std::atomic<std::uint64_t> leased_tsc{0};  // only while use-time is measured
-    std::atomic<std::uint64_t> recency{0};     // recency_stamp() at the last return: LIFO order
+    std::atomic<time_point> timed_since{};  // a sampled lease's precise start (use_time), else {}
+    std::atomic<std::uint64_t> recency{0};  // recency_of() the last return: LIFO order
     std::atomic<std::source_location> site{};
     std::atomic<std::thread::id> holder{};
     std::atomic<std::uint64_t> acquires{0};  // written only by the holder

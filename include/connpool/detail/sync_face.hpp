@@ -107,9 +107,10 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
     const auto me = std::this_thread::get_id();
     slot_type* pre = core.lease_hint();
     if (pre != nullptr) {
-        const auto v = judge_handout(Core::state_type::facts_of(*pre, coarse_now<typename Core::clock_type>()),
-                                     core.state().facts(), core.opts(), Core::can_ping);
-        if (v.kind == handout_kind::deliver) return core.begin_lease(*pre, loc, me);
+        const auto t = coarse_now<typename Core::clock_type>();
+        const auto v = judge_handout(Core::state_type::facts_of(*pre, t), core.state().facts(), core.opts(),
+                                     Core::can_ping);
+        if (v.kind == handout_kind::deliver) return core.begin_lease(*pre, loc, me, {}, t);
     }
     sync_waiter w;
     w.site = loc;
