@@ -37,6 +37,7 @@ workload   --rate R | T:R,T:R...   requests/s across all instances (a curve: sec
 server     --instances N  --max-connections N  --reserved N
            --connect-time fixed:5ms  --connect-failure 0.01  --ping-time 200us  --reset-time 0
            --outage START:LENGTH   e.g. 600s:30s, every backend dies and connects are refused
+           --wake-latency exp:50us | hist:FILE   how late a woken application thread runs
 pool       --max-size --min-idle --max-idle --acquire-timeout --connect-timeout --idle-timeout
            --max-lifetime --validation optimistic|always|when_idle --handoff sticky|fifo
            --handoff-quantum --max-connecting --max-waiters --housekeeping --reset-on-return 0|1
@@ -92,6 +93,7 @@ inline void apply(cli& c, const std::string& key, const std::string& v) {
     else if (key == "connect-failure") c.cfg.connect_failure = std::stod(v);
     else if (key == "ping-time") c.cfg.ping_time = parse_duration(v);
     else if (key == "reset-time") c.cfg.reset_time = parse_duration(v);
+    else if (key == "wake-latency") c.cfg.wake_latency = parse_hold(v);
     else if (key == "outage") {
         const auto p = split(v, ':');
         if (p.size() != 2) throw std::invalid_argument("--outage wants START:LENGTH, got '" + v + "'");

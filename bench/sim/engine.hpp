@@ -103,6 +103,9 @@ private:
     void sample();
     void server_change(long delta);
 
+    std::chrono::nanoseconds wake_delay() {
+        return cfg_.wake_latency ? cfg_.wake_latency->sample(rng_) : std::chrono::nanoseconds(0);
+    }
     bool dead(const slot_t& s) const { return s.conn && s.conn->epoch != server_epoch_; }
 
     config cfg_;
@@ -391,7 +394,7 @@ inline void engine::got(instance& in, worker& wk, slot_t& s) {
     wk.held.push_back(&s);
     // Each connection is used for a hold before the next is asked for, while the earlier
     // ones stay held: a request's Cm connections are held at once for the last step.
-    push(now_ + cfg_.hold.sample(rng_), ev::hold_done, in.id, &wk);
+    push(now_ + cfg_.hold.sample(rng_) + wake_delay(), ev::hold_done, in.id, &wk);  // a sleep wakes late too
 }
 
 inline void engine::failed(instance& in, worker& wk) {
@@ -457,7 +460,7 @@ inline void engine::carry_out(instance& in, detail::actions& a) {
         // A completed waiter's thread wakes up after this step, as a parked thread does.
         while (detail::waiter_base* w = a.pop_done()) {
             worker* wk = static_cast<waiter*>(w)->owner;
-            push(now_, ev::wake, in.id, wk, wk->round);
+            push(now_ + wake_delay(), ev::wake, in.id, wk, wk->round);
         }
         for (auto [b, why] : std::exchange(a.closes, {})) {
             auto& s = static_cast<slot_t&>(*b);

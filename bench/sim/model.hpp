@@ -37,6 +37,9 @@ struct config {
     std::chrono::nanoseconds reset_time{};             // 0: the factory has nothing to reset
     std::chrono::nanoseconds outage_start{};
     std::chrono::nanoseconds outage_length{};          // 0: no outage
+    // How late a parked application thread runs once woken (a completed acquire, the end
+    // of a hold's sleep): the scheduler's latency on a busy machine. None: at once.
+    std::optional<hold_model> wake_latency;
     std::size_t max_connections = 0;                   // the server's; 0: unlimited
     std::size_t reserved = 0;                          // superuser_reserved_connections
     options pool{.max_size = 10};

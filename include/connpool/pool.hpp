@@ -2,6 +2,7 @@
 #ifndef CONNPOOL_POOL_HPP
 #define CONNPOOL_POOL_HPP
 
+#include <connpool/advisor.hpp>
 #include <connpool/detail/async_face.hpp>
 #include <connpool/detail/default_token.hpp>
 #include <connpool/detail/pool_core.hpp>
@@ -202,6 +203,10 @@ public:
 
     // A snapshot. The first call also turns on use-time measuring (pool_stats::use_time).
     pool_stats stats() const { return core_->stats(); }
+
+    // Sizing advice from this pool's own stats: a recommended max_size with its reason and the
+    // budget headroom (advisor.hpp). The advisor keeps the recent window; call this periodically.
+    advice advise(advisor& a) const { return a.observe(stats(), detail::internal_now<Clock>()); }
 
     // The outstanding leases: where and when they were taken, and by which thread.
     std::vector<lease_info> leases() const { return core_->leases(); }

@@ -3,6 +3,7 @@
 #include "connpool_catch.hpp"
 
 #include "engine.hpp"
+#include "fake.hpp"
 
 #include <connpool/advisor.hpp>
 #include <connpool/sizing/adaptive.hpp>
@@ -163,4 +164,22 @@ TEST_CASE("on a rate step the adaptive size climbs once and does not oscillate",
     CHECK(before <= 8);
     CHECK(after_step >= 12);  // 10 busy at 1000/s
     CHECK(after_step <= 20);
+}
+
+TEST_CASE("pool.advise() feeds the advisor the pool's own stats", "[advisor][pool]") {
+    connpool::pool<connpool::test::minimal_factory> p(connpool::test::minimal_factory{}, {.max_size = 3});
+    advisor a({.max_connections = 50, .instances = 2});
+    const advice first = p.advise(a);  // the base; it also turns use-time measuring on
+    CHECK_FALSE(first.measured);
+    for (int i = 0; i < 200; ++i) {
+        auto l = p.acquire();
+        REQUIRE(l);
+    }
+    const advice x = p.advise(a);
+    REQUIRE(x.measured);
+    CHECK(x.current_max_size == 3);
+    CHECK(x.arrival_rate > 0);
+    CHECK(x.max_size >= 1);
+    CHECK(x.budget_per_instance == 25);
+    CHECK_THAT(x.reason, Catch::Matchers::Contains("Little's law"));
 }
