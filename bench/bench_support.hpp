@@ -95,6 +95,18 @@ bool set_fifo_handoff(Options& o) {
     }
 }
 
+// The sticky handoff's quantum, where the core has it (0.2's options::handoff_quantum).
+template <class Options>
+bool set_handoff_quantum(Options& o, std::chrono::microseconds q) {
+    auto set = [q](auto& x) -> decltype(void(x.handoff_quantum = q)) { x.handoff_quantum = q; };
+    if constexpr (std::is_invocable_v<decltype(set), Options&>) {
+        set(o);
+        return true;
+    } else {
+        return false;
+    }
+}
+
 // A pool of exactly `size` connections, all opened up front and kept: the benchmarks
 // measure hand-outs, not connects. A lost connection fails an acquire after 5 s instead
 // of stalling the run. Everything else keeps its default.

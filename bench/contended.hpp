@@ -110,6 +110,9 @@ inline std::chrono::milliseconds run_duration() {
     return std::chrono::milliseconds(env_long("CONNPOOL_BENCH_RUN_MS", 2000));
 }
 inline int rounds() { return static_cast<int>(env_long("CONNPOOL_BENCH_ROUNDS", 3)); }
+// The first round's number: contended.sh runs one process per round (and shape), so that a
+// crashing core loses one run, not the rest; the number keeps the rotation going.
+inline int first_round() { return static_cast<int>(env_long("CONNPOOL_BENCH_FIRST_ROUND", 0)); }
 
 // One JSON line on stdout (flushed, so that a crash later still leaves the earlier lines).
 inline void print_result(const shape_result& r) {
@@ -232,7 +235,7 @@ struct contender {
 // round, so that no contender always runs first (on a warm or a cold machine).
 inline void run_rounds(const std::string& workload, const std::vector<shape>& shapes,
                        const std::vector<contender>& contenders) {
-    for (int round = 0; round < rounds(); ++round) {
+    for (int round = first_round(); round < first_round() + rounds(); ++round) {
         for (const auto& s : shapes) {
             for (std::size_t k = 0; k < contenders.size(); ++k) {
                 const auto& c = contenders[(k + static_cast<std::size_t>(round)) % contenders.size()];

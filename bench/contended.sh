@@ -72,20 +72,30 @@ json.dump({"commit": commit, "include_tree": sys.argv[3], "date": datetime.datet
            "load_before": open('/proc/loadavg').read().split()[:3]}, open(path, "w"), indent=2)
 PY
 
-# Runs one bench into out/NAME.jsonl; a crash is reported with its exit status and the
-# figures printed before it are kept.
+# Runs one bench, appending to out/NAME.jsonl; a crash is recorded with its exit status
+# and what ran (the figures printed before it are kept).
 run() {
-    local name=$1
-    shift
-    log "running $name"
+    local name=$1 what=$2
+    shift 2
+    log "running $name $what"
     local rc=0
-    "$@" >"$out/$name.jsonl" 2>"$out/$name.err" || rc=$?
+    "$@" >>"$out/$name.jsonl" 2>>"$out/$name.err" || rc=$?
     if (( rc != 0 )); then
-        log "$name exited with status $rc; its stderr:"
-        tail -n 20 "$out/$name.err" >&2
-        echo "{\"workload\":\"crash\",\"pool\":\"$name\",\"status\":$rc}" >>"$out/$name.jsonl"
+        log "$name $what exited with status $rc; its stderr:"
+        tail -n 5 "$out/$name.err" >&2
+        echo "{\"workload\":\"crash\",\"pool\":\"$name\",\"what\":\"$what\",\"status\":$rc}" >>"$out/$name.jsonl"
     fi
 }
+rounds=${CONNPOOL_BENCH_ROUNDS:-3}
+# One process per round (and, in memory, per shape): a core that crashes loses one run.
+per_round() {
+    local name=$1 r
+    shift
+    for (( r = 0; r < rounds; ++r )); do
+        CONNPOOL_BENCH_ROUNDS=1 CONNPOOL_BENCH_FIRST_ROUND=$r run "$name" "round $r${shape:+ shape $shape}" "$@"
+    done
+}
+rm -f "$out"/*.jsonl "$out"/*.err
 
 # PostgreSQL's postmaster and every backend (backends forked later inherit the mask).
 pin_server() {
@@ -95,18 +105,22 @@ pin_server() {
     done
 }
 
-run mem "$bin/connpool_bench_contended"
-run burst "$bin/connpool_bench_burst" --benchmark_format=json
+for shape in 1/4 2/4 4/4 8/4 32/4 32/16; do
+    per_round mem "$bin/connpool_bench_contended" --shapes "$shape" --no-alloc
+done
+shape=""
+run mem "async allocations" "$bin/connpool_bench_contended" --shapes ""
+run burst "" "$bin/connpool_bench_burst" --benchmark_format=json
 
 log "starting PostgreSQL"
 if "$root/tests/support/pg/start-servers.sh" "$pg_env" --no-pgbouncer >"$work/pg-start.log" 2>&1; then
     set -a; . "$pg_env"; set +a
     postmaster=$(head -n1 "$CONNPOOL_PG_STATE_DIR/data/postmaster.pid")
-    run pg "$bin/connpool_bench_contended_pg"
+    per_round pg "$bin/connpool_bench_contended_pg"
     # 1 thread, client and server on one CPU: an unpinned single thread mostly measures
     # vCPU wake-ups (an idle vCPU here halts at once).
     pin_server "$pin_cpu"
-    run pg_pinned taskset -c "$pin_cpu" "$bin/connpool_bench_contended_pg" --shapes 1/4 --workload pg_pinned --no-async
+    per_round pg_pinned taskset -c "$pin_cpu" "$bin/connpool_bench_contended_pg" --shapes 1/4 --workload pg_pinned --no-async
     pin_server "$all_cpus"
 else
     log "PostgreSQL did not start:"; tail -n 20 "$work/pg-start.log" >&2

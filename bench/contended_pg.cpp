@@ -86,9 +86,11 @@ std::optional<bench::shape_result> run_dedicated(const bench::shape& s) {
     });
 }
 
-std::optional<bench::shape_result> run_connpool(const bench::shape& s, bool fifo) {
+// fifo: strict FIFO handoff; quantum_us > 0: the sticky handoff with that quantum.
+std::optional<bench::shape_result> run_connpool(const bench::shape& s, bool fifo, long quantum_us = 0) {
     auto o = pg_options(static_cast<std::size_t>(s.conns));
     if (fifo) bench::set_fifo_handoff(o);
+    if (quantum_us > 0) bench::set_handoff_quantum(o, std::chrono::microseconds(quantum_us));
     pg::pool pool(pg::factory(conninfo), o);
     if (!bench::wait_idle(pool, static_cast<std::size_t>(s.conns))) {
         std::cerr << "contended_pg: connpool did not fill: " << pool.stats().last_connect_error << "\n";
@@ -257,6 +259,12 @@ int main(int argc, char** argv) {
                                      {"textbook", run_textbook}};
     if (connpool::options probe; bench::set_fifo_handoff(probe)) {
         cs.push_back({"connpool_fifo", [](const bench::shape& s) { return run_connpool(s, true); }});
+    }
+    // CONNPOOL_BENCH_QUANTUM_US=50: also the sticky handoff with a 50 µs quantum.
+    const long quantum = bench::env_long("CONNPOOL_BENCH_QUANTUM_US", 0);
+    if (connpool::options probe; quantum > 0 && bench::set_handoff_quantum(probe, std::chrono::microseconds(quantum))) {
+        cs.push_back({"connpool_q" + std::to_string(quantum) + "us",
+                      [quantum](const bench::shape& s) { return run_connpool(s, false, quantum); }});
     }
 #if CONNPOOL_BENCH_HAVE_SOCI
     cs.push_back({"soci", run_soci});

@@ -276,7 +276,8 @@ def details(run):
         if t:
             parts.append(t)
     for c in run.crashes:
-        parts.append(f"- **{c['pool']} crashed** (exit status {c['status']}); see {run.dir}/{c['pool']}.err\n")
+        parts.append(f"- **{c['pool']} {c.get('what', '')} crashed** (exit status {c['status']}); "
+                     f"its stderr: `{run.dir}/{c['pool']}.err`\n")
     return "\n".join(parts)
 
 
@@ -301,7 +302,7 @@ def main(argv):
     print(table)
     for r in runs:
         for c in r.crashes:
-            print(f"{label(r)}: {c['pool']} crashed with exit status {c['status']}")
+            print(f"{label(r)}: {c['pool']} {c.get('what', '')} crashed with exit status {c['status']}")
     if readme:
         body = open(readme).read()
         if HEADING in body:
