@@ -346,7 +346,10 @@ private:
         if (mysql_real_connect(h, socket ? "localhost" : o.host.c_str(), detail::c_str_or_null(o.user),
                                o.password.c_str(), detail::c_str_or_null(o.database), socket ? 0 : o.port,
                                socket ? o.unix_socket.c_str() : nullptr, detail::client_flags()) == nullptr) {
-            const bool timed_out = request.timeout.count() > 0 && detail::network_level(mysql_errno(h)) &&
+            // A TLS handshake that waited out the timeout fails as [2026] "TLS/SSL error:
+            // Connection timed out", not as a network error.
+            const unsigned n = mysql_errno(h);
+            const bool timed_out = request.timeout.count() > 0 && (detail::network_level(n) || n == 2026) &&
                                    std::chrono::steady_clock::now() - started >= request.timeout;
             err = detail::connect_error(h, o, timed_out);
             mysql_close(h);

@@ -205,6 +205,33 @@ TEST_CASE("a listener that accepts and never answers: connects give up at their 
     }
 }
 
+TEST_CASE("a server that hangs in the middle of the TLS handshake: connects give up at their timeout",
+          "[mysql][tls][timeout]") {
+    connpool_test::mysql::tls_black_hole hole;
+    auto opts = shared_server().tls();
+    opts.port = hole.port();
+    opts.tls.verify_server_cert = false;
+    mysql::factory f(opts);
+    SECTION("blocking") {
+        connpool::error_info err;
+        CHECK_FALSE(f.connect({1s, 0}, err).has_value());
+        INFO(err.message);
+        CHECK(err.code == connpool::errc::connect_timeout);
+        CHECK(err.message.find("[2026]") != std::string::npos);
+        CHECK(err.message.find(opts.password) == std::string::npos);
+    }
+#if CONNPOOL_MYSQL_NONBLOCKING
+    SECTION("async: on the factory's threads, completed on the executor") {
+        auto [err, c] = async_connect(f, {1s, 0});
+        CHECK_FALSE(c.has_value());
+        INFO(err.message);
+        CHECK(err.code == connpool::errc::connect_timeout);
+    }
+#endif
+    // The client got as far as asking for TLS: the hang was inside the handshake.
+    CHECK(hole.tls_requests() >= 1);
+}
+
 TEST_CASE("ping answers on a live session and gives up on a frozen server", "[mysql][ping]") {
     connpool_test::mysql::private_server srv;
     auto opts = srv.facts().tcp();

@@ -134,8 +134,18 @@ TEST_CASE("16 coroutines run queries through one pool at once", "[mysql][pool][c
                 if (++done == coroutines) pool.close();
             });
     }
+    std::atomic<int> returned{0};
     std::vector<std::thread> runners;
-    for (int i = 0; i < 4; ++i) runners.emplace_back([&] { io.run(); });
+    for (int i = 0; i < 4; ++i) runners.emplace_back([&] {
+        io.run();
+        ++returned;
+    });
+    // The README's promise: run() returns once the pool is closed. Checked with a bound, so
+    // that a pool that keeps io busy fails this test instead of hanging it.
+    CHECK(eventually([&] { return done == coroutines; }, std::chrono::seconds(120)));
+    const bool run_returned = eventually([&] { return returned == 4; }, std::chrono::seconds(30));
+    CHECK(run_returned);
+    if (!run_returned) io.stop();
     for (auto& r : runners) r.join();
 
     INFO((errors.empty() ? std::string() : errors.front()));

@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace connpool_test::mysql {
 
@@ -227,6 +228,83 @@ public:
 private:
     int fd_ = -1;
     unsigned port_ = 0;
+};
+
+// A MariaDB look-alike on 127.0.0.1 that sends a real protocol greeting offering TLS, reads
+// the client's TLS request and ClientHello, and then never sends another byte: a server that
+// hangs in the middle of the TLS handshake. Serves one client at a time on its own thread.
+class tls_black_hole {
+public:
+    tls_black_hole() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
+            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+            throw std::runtime_error("tls_black_hole: cannot listen");
+        }
+        port_ = ntohs(a.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~tls_black_hole() {
+        stop_ = true;
+        ::shutdown(fd_, SHUT_RDWR);
+        ::close(fd_);
+        thread_.join();
+        for (int c : clients_) ::close(c);
+    }
+    tls_black_hole(const tls_black_hole&) = delete;
+    tls_black_hole& operator=(const tls_black_hole&) = delete;
+
+    unsigned port() const { return port_; }
+    // Clients that got as far as sending their TLS request.
+    int tls_requests() const { return tls_requests_; }
+
+private:
+    // Protocol v10 handshake: CLIENT_SSL | PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH.
+    static std::string greeting() {
+        std::string p;
+        p += '\x0a';
+        p += std::string("5.5.5-10.11.0-MariaDB") + '\0';
+        p += std::string("\x01\x00\x00\x00", 4);         // connection id
+        p += std::string("abcdefgh") + '\0';               // auth data, part 1
+        p += std::string("\x00\xaa", 2);                   // capabilities, low: ... SSL 0x0800, 41 0x0200, SECURE 0x8000
+        p += '\x21';                                       // utf8 collation
+        p += std::string("\x02\x00", 2);                   // status: autocommit
+        p += std::string("\x08\x00", 2);                   // capabilities, high: PLUGIN_AUTH
+        p += '\x15';                                       // auth data length (21)
+        p += std::string(10, '\0');                        // reserved (6) + MariaDB capabilities (4)
+        p += std::string("ijklmnopqrst") + '\0';           // auth data, part 2
+        p += std::string("mysql_native_password") + '\0';
+        std::string packet;
+        packet += static_cast<char>(p.size() & 0xff);
+        packet += static_cast<char>((p.size() >> 8) & 0xff);
+        packet += static_cast<char>((p.size() >> 16) & 0xff);
+        packet += '\0';  // sequence 0
+        return packet + p;
+    }
+
+    void serve() {
+        const std::string hello = greeting();
+        while (!stop_) {
+            const int c = ::accept(fd_, nullptr, nullptr);
+            if (c < 0) return;
+            clients_.push_back(c);
+            if (::send(c, hello.data(), hello.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(hello.size())) continue;
+            char buf[4096];
+            // The TLS request (a 32-byte packet) comes first, then the ClientHello; read and drop.
+            if (::recv(c, buf, sizeof buf, 0) > 0) ++tls_requests_;
+        }
+    }
+
+    int fd_ = -1;
+    unsigned port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> tls_requests_{0};
+    std::vector<int> clients_;
+    std::thread thread_;
 };
 
 }  // namespace connpool_test::mysql
