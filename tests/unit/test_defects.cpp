@@ -374,3 +374,24 @@ TEST_CASE("async_acquire() with no token returns a deferred operation on Boost 1
     });
     REQUIRE(poll_until(ctx, [&] { return served; }));
 }
+
+TEST_CASE("an async connect whose handler is destroyed uncalled still frees the pool's core", "[defect][lifetime]") {
+    asio::io_context ctx;
+    fake_async_factory f;
+    auto db = f.db;
+    {
+        pool<fake_async_factory> p(ctx, f, {.max_size = 1});
+        db->hang = true;
+        p.async_acquire([](error_code, pool<fake_async_factory>::lease_type) {});
+        REQUIRE(poll_until(ctx, [&] { return db->connects == 1; }));
+    }
+    {
+        // What destroying the io_context does to a pending handler: destroys it uncalled.
+        std::vector<fake_async_factory::hung> dropped;
+        std::lock_guard lk(fake_async_factory::pending_m());
+        dropped.swap(fake_async_factory::pending());
+    }
+    poll_until(ctx, [] { return false; }, 50);
+    CHECK(db.use_count() == 2);  // this test and f: the core and its factory copy are gone
+    db->hang = false;
+}

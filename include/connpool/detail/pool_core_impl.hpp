@@ -88,12 +88,33 @@ void pool_core<Factory, Clock>::launch_connect(slot_type& s) noexcept {
     const auto started = now();
     auto self = this->shared_from_this();
     if constexpr (has_async_connect<Factory>) {
+        // If the handler is destroyed uncalled (its io_context went away first), the
+        // connect still ends, as a failure: the slot is freed and a closed pool drains.
+        // Armed only once async_connect returned: if it throws instead, the catch below
+        // reports the exception.
+        struct once {
+            std::shared_ptr<pool_core> core;
+            slot_type* slot;
+            time_point started;
+            std::shared_ptr<std::atomic<bool>> armed;
+            once(std::shared_ptr<pool_core> c, slot_type* s, time_point t, std::shared_ptr<std::atomic<bool>> a)
+                : core(std::move(c)), slot(s), started(t), armed(std::move(a)) {}
+            once(once&& o) noexcept = default;
+            once& operator=(once&&) = delete;
+            ~once() {
+                if (core && armed->load()) {
+                    core->connected(*slot, std::nullopt, error_info{errc::pool_closed, "connect abandoned"}, started);
+                }
+            }
+            void operator()(error_info e, std::optional<connection_type> c) {
+                auto self = std::move(core);
+                self->connected(*slot, std::move(c), std::move(e), started);
+            }
+        };
+        auto armed = std::make_shared<std::atomic<bool>>(false);
         try {
-            factory_.async_connect(req, ex_,
-                                   connect_handler<connection_type>(
-                                       [self, &s, started](error_info e, std::optional<connection_type> c) {
-                                           self->connected(s, std::move(c), std::move(e), started);
-                                       }));
+            factory_.async_connect(req, ex_, connect_handler<connection_type>(once(self, &s, started, armed)));
+            armed->store(true);
         } catch (...) {
             connected(s, std::nullopt, thrown_error(), started);
         }

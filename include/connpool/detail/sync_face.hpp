@@ -117,24 +117,28 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
     w.thread = me;
     w.enqueued_at = Core::now();
     w.deadline = saturating_add(w.enqueued_at, timeout);
-    if (pre != nullptr) {
+    // Whether w holds a slot and no completion is owed to it: the waiter reads its own
+    // outcome only then, or after the completer's notify(). Reading it earlier (the
+    // phase is written under the lock, notify() comes after) would let this frame end
+    // while the completer still has to touch w.spot.
+    bool holds = pre != nullptr;
+    if (holds) {
         w.result = pre;
-    } else if (core.admit(w) == admit_result::refused) {
-        err = std::move(w.error);
-        return {};
+    } else {
+        const admit_result r = core.admit(w);
+        if (r == admit_result::refused) {
+            err = std::move(w.error);
+            return {};
+        }
+        holds = r == admit_result::served;
     }
     bool reported = false;
     for (;;) {
-        if (!w.pending() && w.result != nullptr) {
-            w.spot.reset();
+        if (holds) {
             if (core.check_handout(w)) {
                 return core.begin_lease(*static_cast<slot_type*>(w.result), loc, me, w.enqueued_at);
             }
-            continue;  // pending again, or already done
-        }
-        if (w.phase == waiter_phase::done) {
-            err = std::move(w.error);
-            return {};
+            // check_handout queued w again or started its ping: a completion is owed.
         }
         if (!reported) {
             reported = true;
@@ -149,7 +153,14 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
             core.give_up(w, errc::acquire_timeout);
             w.spot.wait();  // our own give_up, or a concurrent delivery, completes it
         }
-        if (w.pending()) continue;
+        // Notified: the outcome of this round is final. Reset before anything can start
+        // the next round (check_handout).
+        w.spot.reset();
+        if (w.result == nullptr) {
+            err = std::move(w.error);
+            return {};
+        }
+        holds = true;
     }
 }
 
