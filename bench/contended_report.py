@@ -31,7 +31,7 @@ def load(d):
                 if not line.startswith("{"):
                     continue
                 r = json.loads(line)
-                (crashes if r["workload"] == "crash" else recs).append(r)
+                (crashes if r["workload"] in ("crash", "hang") else recs).append(r)
     machine = {}
     if os.path.exists(os.path.join(d, "machine.json")):
         machine = json.load(open(os.path.join(d, "machine.json")))
@@ -266,6 +266,15 @@ def contender_table(run, workload):
     return "\n".join(out) + "\n"
 
 
+def failure(c):
+    status = c.get("status")
+    if status is None:
+        return f"hung ({c.get('stuck_threads', '?')} threads never returned)"
+    if status == 143:
+        return "hung, stopped by hand (SIGTERM)"
+    return f"crashed (exit status {status}{', SIGSEGV' if status == 139 else ''})"
+
+
 def details(run):
     m = run.machine
     parts = [f"#### {label(run)}: every contender (median of the rounds)\n",
@@ -276,8 +285,8 @@ def details(run):
         if t:
             parts.append(t)
     for c in run.crashes:
-        parts.append(f"- **{c['pool']} {c.get('what', '')} crashed** (exit status {c['status']}); "
-                     f"its stderr: `{run.dir}/{c['pool']}.err`\n")
+        parts.append(f"- **{c['pool']} {c.get('what', '')}: {failure(c)}**; its stderr: `{run.dir}/{c['pool']}.err`")
+    parts.append("")
     return "\n".join(parts)
 
 
@@ -302,7 +311,7 @@ def main(argv):
     print(table)
     for r in runs:
         for c in r.crashes:
-            print(f"{label(r)}: {c['pool']} {c.get('what', '')} crashed with exit status {c['status']}")
+            print(f"{label(r)}: {c['pool']} {c.get('what', '')}: {failure(c)}")
     if readme:
         body = open(readme).read()
         if HEADING in body:
