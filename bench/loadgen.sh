@@ -6,16 +6,20 @@
 #
 #   bench/loadgen.sh [BUILD_DIR]     (default build/sim; builds connpool_loadgen and connpool-sim)
 #
-# Environment: LOADGEN_RATE (400), LOADGEN_HOLD (exp:10ms), LOADGEN_SIZES ("5 6 8"),
-# LOADGEN_DURATION (60s), LOADGEN_THREADS (32). Writes docs/sim/validation.json.
+# Environment: LOADGEN_RATE (80), LOADGEN_HOLD (exp:50ms), LOADGEN_SIZES ("5 6 8"),
+# LOADGEN_DURATION (120s), LOADGEN_SIM_DURATION (20m), LOADGEN_THREADS (32). Writes
+# docs/sim/validation.json. 4 connections busy on average: sizes 5, 6, 8 run at 80, 67 and
+# 50 % utilization. Holds of tens of milliseconds keep the scheduler's stalls on a shared
+# machine (a few ms, now and then tens) small against the waits being measured.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 build=${1:-$root/build/sim}
-rate=${LOADGEN_RATE:-400}
-hold=${LOADGEN_HOLD:-exp:10ms}
+rate=${LOADGEN_RATE:-80}
+hold=${LOADGEN_HOLD:-exp:50ms}
 sizes=${LOADGEN_SIZES:-5 6 8}
-duration=${LOADGEN_DURATION:-60s}
+duration=${LOADGEN_DURATION:-120s}
+sim_duration=${LOADGEN_SIM_DURATION:-20m}  # the model's percentiles without sampling noise
 threads=${LOADGEN_THREADS:-32}
 work=$(mktemp -d /tmp/connpool-loadgen.XXXXXX)
 pg_env=$work/pg.env
@@ -41,8 +45,9 @@ for n in $sizes; do
     # ... and, in a second run, this machine's wake-up latency as the real run measured it
     # (how late each hold's sleep woke), applied to every wake of a simulated thread.
     python3 -c "import json,sys; json.dump(json.loads(sys.argv[1])['wake'], open(sys.argv[2], 'w'))" "$real" "$work/wake$n.json"
-    plain=$("$sim" "${common[@]}" --min-idle "$n" --connect-time "fixed:${connect_ms}ms" --quiet --json -)
-    woken=$("$sim" "${common[@]}" --min-idle "$n" --connect-time "fixed:${connect_ms}ms" --wake-latency "hist:$work/wake$n.json" \
+    simrun=(--rate "$rate" --hold "$hold" --max-size "$n" --threads "$threads" --duration "$sim_duration" --warmup 5s --seed "$n")
+    plain=$("$sim" "${simrun[@]}" --min-idle "$n" --connect-time "fixed:${connect_ms}ms" --quiet --json -)
+    woken=$("$sim" "${simrun[@]}" --min-idle "$n" --connect-time "fixed:${connect_ms}ms" --wake-latency "hist:$work/wake$n.json" \
         --quiet --json -)
     python3 -c "
 import json, sys

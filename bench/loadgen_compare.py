@@ -26,7 +26,7 @@ print(f"workload: {rate}/s Poisson, hold {hold}, {threads} threads, {duration} p
 print()
 print("sim: the workload model alone; sim+wake: plus the wake-up latency the real run measured")
 print()
-print("| max_size | real p50 | sim p50 | sim+wake p50 | real p99 | sim p99 | sim+wake p99 | sim+wake within 25 % |")
+print("| max_size | real p50 | sim p50 | sim+wake p50 | real p99 | sim p99 | sim+wake p99 | within 25 %: sim, sim+wake |")
 print("|---:|---:|---:|---:|---:|---:|---:|:---:|")
 all_ok = True
 for r in rows:
@@ -36,13 +36,14 @@ for r in rows:
         for q in ("p50", "p99"):
             ok, err = match(s[q], real[q])
             res[f"{name}_{q}_ok"], res[f"{name}_{q}_error"] = ok, err
-    ok = res["sim_wake_p50_ok"] and res["sim_wake_p99_ok"]
+    ok = res["sim_p50_ok"] and res["sim_p99_ok"]
+    ok_wake = res["sim_wake_p50_ok"] and res["sim_wake_p99_ok"]
     all_ok &= ok
     out["rows"].append(res)
     print(f"| {r['max_size']} | {real['p50']:.3f} | {sim['p50']:.3f} | {woke['p50']:.3f} | {real['p99']:.2f} "
           f"| {sim['p99']:.2f} ({res['sim_p99_error'] * 100:+.0f} %) | {woke['p99']:.2f} ({res['sim_wake_p99_error'] * 100:+.0f} %) "
-          f"| {'yes' if ok else 'no'} |")
+          f"| {'yes' if ok else 'no'}, {'yes' if ok_wake else 'no'} |")
 out["all_within_25_percent"] = all_ok
 json.dump(out, open(out_path, "w"), indent=1)
 print()
-print("times in ms; sim+wake all within 25 %:", "yes" if all_ok else "no")
+print("times in ms; the simulator (workload model alone) within 25 % at every size:", "yes" if all_ok else "no")

@@ -90,9 +90,10 @@ inline std::string render(const chart& c) {
           << "</text>\n";
     }
     // Whole-number ticks when the axis spans enough of them (pool sizes, seconds).
-    const bool whole = x1 - x0 >= 5;
-    for (int i = 0; i <= 5; ++i) {
-        const double x = whole ? std::round(x0 + (x1 - x0) * i / 5) : x0 + (x1 - x0) * i / 5;
+    const bool whole = x1 - x0 >= 2 && std::round(x0) == x0 && std::round(x1) == x1;
+    const int ticks = whole ? static_cast<int>(std::min(5.0, x1 - x0)) : 5;
+    for (int i = 0; i <= ticks; ++i) {
+        const double x = whole ? std::round(x0 + (x1 - x0) * i / ticks) : x0 + (x1 - x0) * i / ticks;
         o << "<text x=\"" << px(x) << "\" y=\"" << H - B + 16 << "\" text-anchor=\"middle\">" << num(std::round(x * 100) / 100)
           << "</text>\n";
     }

@@ -32,6 +32,9 @@ struct advice_target {
     std::size_t max_connections = 0;       // the server's max_connections; 0: not checked
     std::size_t reserved = 0;              // of those, not for applications (superuser_reserved_connections)
     std::size_t instances = 1;             // application instances, each with a pool like this one
+    // The budget rule (README "Scaling out"): all instances together hold at most this share
+    // of max_connections - reserved, as pg::check_budget and pg::auto_budget count it.
+    double budget_share = 0.8;
 };
 
 struct advice {
@@ -45,7 +48,7 @@ struct advice {
     std::uint64_t connect_failures = 0; // over the window
     std::size_t current_max_size = 0;
     std::size_t max_size = 0;           // the recommendation
-    std::size_t budget_per_instance = 0;  // (max_connections - reserved) / instances; 0: unknown
+    std::size_t budget_per_instance = 0;  // share x (max_connections - reserved) / instances; 0: unknown
     long budget_headroom = 0;             // budget_per_instance - max_size (negative: over budget)
     std::string reason;
 };
@@ -132,7 +135,8 @@ private:
         a.max_size = now.s.max_size;
         if (target_.max_connections != 0) {
             const std::size_t usable = target_.max_connections > target_.reserved ? target_.max_connections - target_.reserved : 0;
-            a.budget_per_instance = usable / std::max<std::size_t>(target_.instances, 1);
+            const auto total = static_cast<std::size_t>(target_.budget_share * static_cast<double>(usable));
+            a.budget_per_instance = total / std::max<std::size_t>(target_.instances, 1);
         }
         a.window_s = std::chrono::duration<double>(now.t - base.t).count();
         const auto d = [&](std::uint64_t pool_stats::*m) { return now.s.*m >= base.s.*m ? now.s.*m - base.s.*m : 0; };
@@ -161,6 +165,13 @@ private:
         return a;
     }
 
+    // 0.99 -> "99", 0.999 -> "99.9".
+    static std::string percent_text(double q) {
+        std::ostringstream os;
+        os << q * 100;
+        return os.str();
+    }
+
     static long headroom(const advice& a) noexcept {
         return a.budget_per_instance == 0 ? 0
                                           : static_cast<long>(a.budget_per_instance) - static_cast<long>(a.max_size);
@@ -172,15 +183,16 @@ private:
         os.precision(1);
         os << a.arrival_rate << " acquires/s x " << static_cast<double>(a.mean_hold.count()) / 1000.0
            << " ms mean hold = " << a.busy << " connections busy (Little's law); p"
-           << target_.quantile * 100 << " wait <= " << static_cast<double>(target_.wait.count()) / 1000.0
+           << percent_text(target_.quantile) << " wait <= " << static_cast<double>(target_.wait.count()) / 1000.0
            << " ms needs " << a.max_size << " (M/M/c, Erlang C)";
         os << "; measured p99 wait " << static_cast<double>(a.wait_p99.count()) / 1000.0 << " ms at max_size "
            << a.current_max_size;
         if (a.timeouts > 0) os << ", " << a.timeouts << " timeouts";
         if (a.connect_failures > 0) os << ", " << a.connect_failures << " connect failures (server overloaded?)";
         if (a.budget_per_instance != 0) {
-            os << "; budget (" << target_.max_connections << " - " << target_.reserved << ") / " << target_.instances
-               << " instances = " << a.budget_per_instance << " per instance, ";
+            os << "; budget " << static_cast<int>(target_.budget_share * 100) << " % of (" << target_.max_connections
+               << " - " << target_.reserved << ") / " << target_.instances << " instances = " << a.budget_per_instance
+               << " per instance, ";
             if (a.budget_headroom >= 0) os << "headroom " << a.budget_headroom;
             else os << "over budget by " << -a.budget_headroom << ": add server capacity, instances share it, or put PgBouncer in front";
         }

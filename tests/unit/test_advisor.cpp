@@ -68,13 +68,13 @@ TEST_CASE("the budget headroom is what the server leaves each instance beyond th
     advisor a({.wait = 5ms, .max_connections = 100, .reserved = 3, .instances = 4});
     a.observe(after(0, 10ms), T0);
     auto x = a.observe(after(10000, 10ms), T0 + 10s);
-    CHECK(x.budget_per_instance == 24);
-    CHECK(x.budget_headroom == 24 - 15);
+    CHECK(x.budget_per_instance == 19);  // 80 % of (100 - 3) = 77, / 4
+    CHECK(x.budget_headroom == 19 - 15);
     advisor tight({.wait = 5ms, .max_connections = 40, .reserved = 3, .instances = 4});
     tight.observe(after(0, 10ms), T0);
     x = tight.observe(after(10000, 10ms), T0 + 10s);
-    CHECK(x.budget_headroom == 9 - 15);
-    CHECK_THAT(x.reason, Catch::Matchers::Contains("over budget by 6"));
+    CHECK(x.budget_headroom == 7 - 15);  // 80 % of 37 = 29, / 4
+    CHECK_THAT(x.reason, Catch::Matchers::Contains("over budget by 8"));
 }
 
 TEST_CASE("the advisor forgets load older than its window", "[advisor][window]") {
@@ -180,6 +180,6 @@ TEST_CASE("pool.advise() feeds the advisor the pool's own stats", "[advisor][poo
     CHECK(x.current_max_size == 3);
     CHECK(x.arrival_rate > 0);
     CHECK(x.max_size >= 1);
-    CHECK(x.budget_per_instance == 25);
+    CHECK(x.budget_per_instance == 20);  // 80 % of 50, / 2
     CHECK_THAT(x.reason, Catch::Matchers::Contains("Little's law"));
 }

@@ -76,9 +76,9 @@ TEST_CASE("the sweep marks the sizes beyond the server budget", "[sim][sweep][bu
     c.instances = 4;
     c.max_connections = 100;
     c.reserved = 3;
-    const auto s = sim::sweep(c, sim::parse_sizes("20:28:2"), 5.0);
-    REQUIRE(s.budget_limit == std::optional<std::size_t>(24));  // (100 - 3) / 4
-    for (const auto& row : s.rows) CHECK(row.over_budget == (row.max_size > 24));
+    const auto s = sim::sweep(c, sim::parse_sizes("15:23:2"), 5.0);
+    REQUIRE(s.budget_limit == std::optional<std::size_t>(19));  // 80 % of (100 - 3) = 77, / 4
+    for (const auto& row : s.rows) CHECK(row.over_budget == (row.max_size > 19));
 }
 
 TEST_CASE("nested acquires deadlock below Tn x (Cm - 1) + 1 connections and never from there on", "[sim][nested]") {
