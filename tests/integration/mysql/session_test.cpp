@@ -158,7 +158,7 @@ TEST_CASE("the default reset cleans each kind of session dirt, and nothing else 
     CHECK_FALSE(f.needs_reset(c));
 }
 
-TEST_CASE("clean returns to a pool cost the server zero round trips; a dirty one costs the reset",
+TEST_CASE("clean returns to a pool cost the server zero round trips, and a dirty one costs the reset",
           "[mysql][pool][reset]") {
     // A private server: the global counters must see this test's traffic only.
     connpool_test::mysql::private_server srv;
