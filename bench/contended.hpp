@@ -141,6 +141,23 @@ inline std::uint64_t thread_cpu_ns() noexcept {
     return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+// The watchdog of a run: a pool whose acquire never returns (its timeout is 5 s) would
+// stall the whole suite. After `limit`, the run is reported as a hang on stdout and the
+// process ends at once (exit status 3), leaving the stuck threads to the debugger's last
+// look, which contended.sh does not take.
+inline void await_exit(const std::atomic<int>& exited, int threads, std::chrono::milliseconds limit) {
+    const auto until = clock::now() + limit;
+    while (exited.load(std::memory_order_acquire) < threads) {
+        if (clock::now() > until) {
+            std::printf("{\"workload\":\"hang\",\"pool\":\"run_threads\",\"stuck_threads\":%d}\n",
+                        threads - exited.load());
+            std::fflush(stdout);
+            std::_Exit(3);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
 struct thread_opts {
     int threads = 1;
     std::chrono::milliseconds duration{2000};
@@ -166,6 +183,7 @@ shape_result run_threads(const thread_opts& o, Cycle&& cycle) {
     std::vector<per_thread> state(static_cast<std::size_t>(o.threads));
     std::barrier start(o.threads + 1);
     std::atomic<bool> stop{false};
+    std::atomic<int> exited{0};
     const std::uint64_t mask = o.sample_every - 1;
     std::vector<std::thread> ts;
     ts.reserve(state.size());
@@ -191,6 +209,7 @@ shape_result run_threads(const thread_opts& o, Cycle&& cycle) {
             }
             me.cycles = n;
             me.cpu_ns = thread_cpu_ns() - cpu0;
+            exited.fetch_add(1, std::memory_order_release);
             if (o.allocations && n > o.warmup) {
                 me.allocs = o.allocations() - a0;
                 me.counted = n - o.warmup;
@@ -201,6 +220,7 @@ shape_result run_threads(const thread_opts& o, Cycle&& cycle) {
     const auto t0 = clock::now();
     std::this_thread::sleep_for(o.duration);
     stop.store(true);
+    await_exit(exited, o.threads, o.duration + std::chrono::seconds(30));
     for (auto& t : ts) t.join();
     shape_result r;
     r.threads = o.threads;
@@ -239,6 +259,9 @@ inline void run_rounds(const std::string& workload, const std::vector<shape>& sh
         for (const auto& s : shapes) {
             for (std::size_t k = 0; k < contenders.size(); ++k) {
                 const auto& c = contenders[(k + static_cast<std::size_t>(round)) % contenders.size()];
+                // On stderr, so that a crash or a hang names the contender it happened in.
+                std::fprintf(stderr, "contended: %s %s %d/%d round %d\n", workload.c_str(), c.name.c_str(), s.threads,
+                             s.conns, round);
                 auto r = c.run(s);
                 if (!r) continue;
                 r->workload = workload;
