@@ -34,6 +34,8 @@ enum class errc {
     reset_failed,
     // A factory member threw; the message carries what().
     factory_exception,
+    // The acquire's tenant holds its quota and is configured to fail rather than wait.
+    tenant_quota_exceeded,
 };
 
 namespace detail {
@@ -60,6 +62,7 @@ public:
         case errc::ping_failed: return "validation ping failed";
         case errc::reset_failed: return "reset on return failed";
         case errc::factory_exception: return "factory threw an exception";
+        case errc::tenant_quota_exceeded: return "tenant quota exceeded";
         }
         return "unknown connpool error";
     }

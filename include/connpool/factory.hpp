@@ -3,6 +3,7 @@
 #define CONNPOOL_FACTORY_HPP
 
 #include <connpool/error.hpp>
+#include <connpool/label.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -53,6 +54,15 @@ using connect_handler = asio::any_completion_handler<void(error_info, std::optio
 //       // became readable with an EOF or an error the server sent before going away.
 //       // false closes it. Housekeeping probes idle connections, so that a server restart
 //       // or a killed session is noticed, and replaced, before anyone acquires it.
+//   bool apply(connection_type&, const label& from, const label& to, error_info&);
+//       // Blocking: moves the connection's session settings from one label to another
+//       // (label.hpp: changes(from, to) lists what to set and what to reset), running
+//       // only the statements needed. false closes the connection. Needed for acquires
+//       // that ask for a label.
+//   bool reset_clears_labels() const;
+//       // No I/O. true: a successful reset() returns every session setting to the
+//       // server's default (DISCARD ALL, mysql_reset_connection), so the pool forgets the
+//       // connection's label. Absent or false: labels survive resets.
 //
 // Thread-safety: the pool may call the factory's members from several threads at once,
 // but never two members on the same connection at once.
@@ -88,6 +98,16 @@ concept has_needs_reset = requires(const F& f, const typename F::connection_type
 template <class F>
 concept has_is_broken = requires(const F& f, const typename F::connection_type& c) {
     { f.is_broken(c) } -> std::convertible_to<bool>;
+};
+
+template <class F>
+concept has_apply = requires(F& f, typename F::connection_type& c, const label& l, error_info& e) {
+    { f.apply(c, l, l, e) } -> std::convertible_to<bool>;
+};
+
+template <class F>
+concept has_reset_clears_labels = requires(const F& f) {
+    { f.reset_clears_labels() } -> std::convertible_to<bool>;
 };
 
 template <class F>

@@ -10,9 +10,11 @@
 #include <connpool/error.hpp>
 #include <connpool/factory.hpp>
 #include <connpool/hooks.hpp>
+#include <connpool/label.hpp>
 #include <connpool/lease.hpp>
 #include <connpool/options.hpp>
 #include <connpool/stats.hpp>
+#include <connpool/tenants.hpp>
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -106,6 +108,61 @@ public:
         return l;
     }
 
+    // For a tenant (tenants.hpp): counts against its quota and waits in its own FIFO
+    // queue, served in proportion to its weight. Also fails with tenant_quota_exceeded
+    // where its tenant_options::fail_at_quota says so. On a pool without tenants the
+    // tenant is ignored; an unknown tenant is the default tenant.
+    lease_type acquire(tenant_id t, std::source_location loc = std::source_location::current()) {
+        return acquire_for(t, core_->opts().acquire_timeout, loc);
+    }
+
+    lease_type acquire_for(tenant_id t, std::chrono::milliseconds timeout,
+                           std::source_location loc = std::source_location::current()) {
+        error_info e;
+        lease_type l = detail::blocking_acquire(*core_, timeout, e, loc, t.value);
+        if (!l) throw error(std::move(e));
+        return l;
+    }
+
+    lease_type acquire_for(tenant_id t, std::chrono::milliseconds timeout, error_code& ec,
+                           std::source_location loc = std::source_location::current()) {
+        error_info e;
+        lease_type l = detail::blocking_acquire(*core_, timeout, e, loc, t.value);
+        ec = e.code;
+        return l;
+    }
+
+    // With session settings (label.hpp): the connection handed out carries exactly want.
+    // The pool prefers an idle connection that already carries it (no round trip), then a
+    // clean one, then one with other settings, and has the factory's apply() move it. A
+    // failing apply() closes that connection and the acquire goes on, within its timeout.
+    // Needs a factory with apply(). The other acquires ask for the empty label: clean.
+    lease_type acquire(const label& want, std::source_location loc = std::source_location::current())
+        requires detail::has_apply<Factory>
+    {
+        return acquire_for(want, core_->opts().acquire_timeout, loc);
+    }
+
+    lease_type acquire_for(const label& want, std::chrono::milliseconds timeout,
+                           std::source_location loc = std::source_location::current())
+        requires detail::has_apply<Factory>
+    {
+        error_info e;
+        lease_type l = detail::blocking_acquire(*core_, timeout, e, loc, 0, want);
+        if (!l) throw error(std::move(e));
+        return l;
+    }
+
+    lease_type acquire_for(tenant_id t, const label& want, std::chrono::milliseconds timeout, error_code& ec,
+                           std::source_location loc = std::source_location::current())
+        requires detail::has_apply<Factory>
+    {
+        error_info e;
+        lease_type l = detail::blocking_acquire(*core_, timeout, e, loc, t.value, want);
+        ec = e.code;
+        return l;
+    }
+
     // Non-throwing forms: an empty lease and ec set on failure; diag gets the message.
     lease_type acquire(error_code& ec, std::source_location loc = std::source_location::current()) {
         return acquire_for(core_->opts().acquire_timeout, ec, loc);
@@ -137,10 +194,34 @@ public:
     // Errors: as acquire(). Use the overload with error_info& for the message.
     // Lifetime: the handler's executor must outlive the operation (Asio's rule).
     template <class Token = detail::default_token_t<executor_type>>
-        requires(!std::same_as<std::remove_cvref_t<Token>, error_info>)
+        requires(!std::same_as<std::remove_cvref_t<Token>, error_info> &&
+                 !std::same_as<std::remove_cvref_t<Token>, tenant_id> &&
+                 !std::same_as<std::remove_cvref_t<Token>, label>)
     auto async_acquire(Token&& token = detail::default_token_t<executor_type>{},
                        std::source_location loc = std::source_location::current()) {
         return initiate(std::forward<Token>(token), core_->opts().acquire_timeout, nullptr, loc);
+    }
+
+    // As async_acquire(), with session settings (see acquire(const label&)).
+    template <class Token = detail::default_token_t<executor_type>>
+        requires detail::has_apply<Factory>
+    auto async_acquire(label want, Token&& token = detail::default_token_t<executor_type>{},
+                       std::source_location loc = std::source_location::current()) {
+        return initiate(std::forward<Token>(token), core_->opts().acquire_timeout, nullptr, loc, 0, std::move(want));
+    }
+
+    // As async_acquire(), for a tenant (see acquire(tenant_id)).
+    template <class Token = detail::default_token_t<executor_type>>
+    auto async_acquire(tenant_id t, Token&& token = detail::default_token_t<executor_type>{},
+                       std::source_location loc = std::source_location::current()) {
+        return initiate(std::forward<Token>(token), core_->opts().acquire_timeout, nullptr, loc, t.value);
+    }
+
+    template <class Token = detail::default_token_t<executor_type>>
+    auto async_acquire_for(tenant_id t, std::chrono::milliseconds timeout,
+                           Token&& token = detail::default_token_t<executor_type>{},
+                           std::source_location loc = std::source_location::current()) {
+        return initiate(std::forward<Token>(token), timeout, nullptr, loc, t.value);
     }
 
     // As above; diag receives the error's message. diag must outlive the operation.
@@ -201,6 +282,22 @@ public:
         core_->control([n](auto& st, auto now, auto& a) { st.set_min_idle(n, now, a); });
     }
 
+    // Tenants at runtime. The first add_tenant() turns tenants on for good (acquires then
+    // take the lock: see README "Tenants"); id 0 is the default tenant, which exists from
+    // then on and can be re-configured but not removed. Invalid options, a duplicate add,
+    // or a set/remove of an unknown id throw std::invalid_argument naming the field.
+    // remove_tenant(): its waiters move to the default tenant; its leases count against
+    // it until they come back.
+    void add_tenant(tenant_id t, tenant_options o) {
+        core_->control([&](auto& st, auto now, auto& a) { st.add_tenant(t, o, now, a); });
+    }
+    void set_tenant(tenant_id t, tenant_options o) {
+        core_->control([&](auto& st, auto now, auto& a) { st.set_tenant(t, o, now, a); });
+    }
+    void remove_tenant(tenant_id t) {
+        core_->control([&](auto& st, auto now, auto& a) { st.remove_tenant(t, now, a); });
+    }
+
     // A snapshot. The first call also turns on use-time measuring (pool_stats::use_time).
     pool_stats stats() const { return core_->stats(); }
 
@@ -225,16 +322,17 @@ private:
     }
 
     template <class Token>
-    auto initiate(Token&& token, std::chrono::milliseconds timeout, error_info* diag, std::source_location loc) {
+    auto initiate(Token&& token, std::chrono::milliseconds timeout, error_info* diag, std::source_location loc,
+                  std::uint32_t tenant = 0, label want = {}) {
         return asio::async_initiate<Token, void(error_code, lease_type)>(
-            [core = core_, timeout, diag, loc](auto handler) {
+            [core = core_, timeout, diag, loc, tenant, want = std::move(want)](auto handler) mutable {
                 // The handler's executor, with work counted, taken while its type is still
                 // known: converting it after type erasure would allocate.
                 executor_type work = asio::prefer(asio::get_associated_executor(handler, core->get_executor()),
                                                   asio::execution::outstanding_work.tracked);
                 detail::async_acquire<core_type>(
                     core, typename detail::async_waiter<core_type>::handler_type(std::move(handler)),
-                    std::move(work), timeout, diag, loc);
+                    std::move(work), timeout, diag, loc, tenant, std::move(want));
             },
             token);
     }

@@ -9,6 +9,7 @@
 #include <source_location>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace connpool {
 
@@ -61,6 +62,24 @@ struct duration_histogram {
     static constexpr std::uint64_t upper_bound_us(std::size_t i) noexcept { return std::uint64_t{1} << i; }
 };
 
+// One tenant's share of the pool (pool_stats::tenants; empty while no tenant is configured).
+struct tenant_stats {
+    std::uint32_t id = 0;
+    std::string name;              // tenant_options::name, or the id's number
+    std::size_t quota = 0;         // 0: no quota
+    std::uint32_t weight = 1;
+    std::size_t held = 0;          // connections it holds now (leased, or being checked for it)
+    std::size_t waiting = 0;       // its callers waiting now
+    std::uint64_t acquired = 0;    // leases handed to it
+    std::uint64_t timeouts = 0;    // its acquires that failed with acquire_timeout
+    std::uint64_t cancelled = 0;   // its acquires cancelled by their caller
+    std::uint64_t quota_refused = 0;  // its acquires failed with tenant_quota_exceeded
+    std::chrono::microseconds wait_p50{};
+    std::chrono::microseconds wait_p99{};
+    std::chrono::microseconds wait_max{};
+    duration_histogram wait_time;  // every acquire it was served (0 when served at once)
+};
+
 // A point-in-time view of a pool. The gauges are read without stopping the pool, so
 // under load they may disagree with each other by a connection or two.
 struct pool_stats {
@@ -100,6 +119,9 @@ struct pool_stats {
 
     // The last connect failure's message (empty once a connect succeeds again).
     std::string last_connect_error;
+
+    // Per tenant, the default tenant (id 0) first; empty while no tenant is configured.
+    std::vector<tenant_stats> tenants;
 
     std::uint64_t closed_for(close_reason r) const noexcept { return closed[static_cast<std::size_t>(r)]; }
 

@@ -51,6 +51,7 @@ struct caller_state {
     std::uint64_t errors = 0;
     error_info last_error;
     time_point last_served{};
+    std::uint32_t tenant = 0;  // the tenant its acquires name
 };
 
 struct pending_connect {
@@ -151,8 +152,14 @@ public:
         if (v.kind == return_kind::close && v.reason == close_reason::resized && !st.take_excess())
             v = judge_return(rf, state_t::facts_of(*s, now), pool_facts{st.closed(), st.facts().generation, false});
         switch (v.kind) {
-        case return_kind::close: st.close_leased(*s, v.reason, a_); break;
-        case return_kind::reset: st.start_reset(*s, a_); break;
+        case return_kind::close:
+            st.close_leased(*s, v.reason, a_);
+            st.quota_freed(now, a_);
+            break;
+        case return_kind::reset:
+            st.start_reset(*s, a_);
+            st.quota_freed(now, a_);
+            break;
         case return_kind::keep:
             switch (st.return_to_idle(*s, c + 1, [&] { return now; })) {
             case publish_result::done:
@@ -390,6 +397,7 @@ private:
         waiters.push_back(std::make_unique<test_waiter>());
         test_waiter& w = *waiters.back();
         w.caller = c;
+        w.tenant = callers.at(c).tenant;
         w.asked_at = now;
         // As the shell does: milliseconds::max() saturates to "never" (defect 10).
         w.deadline = saturating_add(now, timeout);

@@ -40,6 +40,7 @@ struct async_waiter : waiter_base {
     asio::any_io_executor work;  // the handler's executor, kept from running out of work
     error_info* diag;
     std::shared_ptr<async_waiter> self;  // set while the pool owes it a completion
+    label want;                          // the settings asked for (empty: clean)
 };
 
 // Delivers (or fails) w: through the hand-out check, then by a post to the handler's
@@ -51,7 +52,20 @@ void complete_async(async_waiter<Core>& w) noexcept {
     typename Core::lease_type l;
     if (w.result != nullptr) {
         if (!core.check_handout(w)) return;  // pending again; completed later
-        l = core.begin_lease(*static_cast<slot_type*>(w.result), w.site, w.thread, w.enqueued_at);
+        auto& s = *static_cast<slot_type*>(w.result);
+        if (!core.settle_label(s, w.want)) {
+            // apply() failed and closed that connection: ask again, within the same deadline.
+            w.result = nullptr;
+            w.validated = false;
+            w.phase = waiter_phase::fresh;
+            switch (core.admit(w)) {
+            case admit_result::served: return complete_async(w);
+            case admit_result::queued: return;  // completed through the actions
+            case admit_result::refused: break;
+            }
+        } else {
+            l = core.begin_lease(s, w.site, w.thread, w.enqueued_at);
+        }
     }
     const error_code ec = w.error.code;
     if (w.diag != nullptr) *w.diag = w.error;
@@ -79,12 +93,15 @@ void complete_waiter(Core&, waiter_base& w) noexcept {
 template <class Core>
 void async_acquire(std::shared_ptr<Core> core, typename async_waiter<Core>::handler_type handler,
                    asio::any_io_executor work, std::chrono::milliseconds timeout, error_info* diag,
-                   std::source_location loc) {
+                   std::source_location loc, std::uint32_t tenant = 0, label want = {}) {
     using waiter_type = async_waiter<Core>;
     // Asio's per-thread recycling allocator: steady-state async acquires do not hit malloc.
     auto w = std::allocate_shared<waiter_type>(asio::recycling_allocator<waiter_type>(), core, std::move(handler),
                                                std::move(work), diag);
     w->site = loc;
+    w->tenant = tenant;
+    w->want_label = want.hash();
+    w->want = std::move(want);
     w->thread = std::this_thread::get_id();
     w->enqueued_at = Core::now();
     w->deadline = saturating_add(w->enqueued_at, timeout);
@@ -97,7 +114,7 @@ void async_acquire(std::shared_ptr<Core> core, typename async_waiter<Core>::hand
         });
     }
     w->self = w;
-    if (auto* s = core->lease_hint()) {
+    if (auto* s = core->lease_hint(w->want_label)) {
         w->result = s;
     } else if (core->admit(*w) == admit_result::queued) {
         return;  // completed through the actions

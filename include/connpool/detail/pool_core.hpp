@@ -100,10 +100,41 @@ public:
     // This thread, as a caller of sticky reservations.
     static caller_id me() noexcept { return reinterpret_cast<caller_id>(&hint()); }
 
-    slot_type* lease_hint() noexcept {
+    slot_type* lease_hint(std::uint64_t want_label = 0) noexcept {
         const hint_entry h = hint();
         if (h.pool_id != id_) return nullptr;
-        return state_.lease_hint(h.slot, me(), [] { return now(); });
+        return state_.lease_hint(h.slot, me(), [] { return now(); }, want_label);
+    }
+
+    // Before delivery, on the caller's path: s's connection gets the settings asked for
+    // (the empty label: clean). Costs one load when it carries them already. False: the
+    // factory's apply() failed and the connection is closed; the caller asks again.
+    bool settle_label(slot_type& s, const label& want) noexcept {
+        if (s.label_hash.load(std::memory_order_relaxed) == want.hash()) return true;
+        if constexpr (has_apply<Factory>) {
+            bool ok = false;
+            try {
+                error_info e;
+                ok = factory_.apply(*s.conn, s.current_label, want, e);
+                if (ok) s.current_label = want;
+            } catch (...) {
+                ok = false;
+            }
+            if (ok) {
+                s.label_hash.store(want.hash(), std::memory_order_relaxed);
+                return true;
+            }
+            actions a;
+            {
+                std::lock_guard lk(mutex_);
+                state_.close_leased(s, close_reason::reset_failed, a);  // its settings are unknown now
+                state_.quota_freed(now(), a);
+            }
+            run(a);
+            return false;
+        } else {
+            return true;  // without apply() no connection ever carries a label
+        }
     }
 
     // Step one for both faces, after the hint missed: served (w.result), queued, refused.
@@ -227,9 +258,14 @@ public:
             return locked_step(s, [&](actions& a) { state_.hand_over(s, now(), a); });
         }
         locked_step(s, [&](actions& a) {
-            if (v.kind == return_kind::reset) return state_.start_reset(s, a);
-            if (v.reason == close_reason::resized && !state_.take_excess()) return state_.hand_over(s, now(), a);
-            state_.close_leased(s, v.reason, a);
+            if (v.kind == return_kind::reset) {
+                state_.start_reset(s, a);
+            } else if (v.reason == close_reason::resized && !state_.take_excess()) {
+                return state_.hand_over(s, now(), a);
+            } else {
+                state_.close_leased(s, v.reason, a);
+            }
+            state_.quota_freed(now(), a);
         });
     }
 

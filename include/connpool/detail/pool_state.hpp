@@ -73,9 +73,13 @@ public:
     // lease_idle through the caller's hint. While others wait, only a slot reserved for
     // this caller, within the quantum of the run that returned it (handoff_policy::sticky);
     // now() is read only then. A stale hint to a slot reserved for another caller fails.
+    // want: the label hash the caller asks for; a hint carrying other settings is passed
+    // over, so that the scan can find one that carries these.
     template <class Now>
-    slot_type* lease_hint(slot_type* h, caller_id caller, Now&& now) noexcept {
-        if (h == nullptr || closed()) return nullptr;
+    slot_type* lease_hint(slot_type* h, caller_id caller, Now&& now, std::uint64_t want = 0) noexcept {
+        // With tenants every hand-out moves a quota, so it goes through the lock: one branch.
+        if (h == nullptr || closed() || tenants_on()) return nullptr;
+        if (h->label_hash.load(std::memory_order_relaxed) != want) return nullptr;
         if (waiting() != 0) {
             if (opts_.handoff != handoff_policy::sticky) return nullptr;
             if (h->reserved_for.load(std::memory_order_relaxed) != caller) return nullptr;
@@ -91,6 +95,7 @@ public:
     // the oldest waiter. Otherwise the caller hands it over under the lock.
     template <class Now>
     publish_result return_to_idle(slot_type& s, caller_id caller, Now&& now) noexcept {
+        if (tenants_on()) return publish_result::locked;  // the quota frees under the lock
         if (waiting() != 0) {
             if (opts_.handoff != handoff_policy::sticky) return publish_result::locked;
             const time_point t = now();
@@ -118,9 +123,14 @@ public:
 
     admit_result admit(waiter_base& w, time_point now, bool front, actions& a) {
         if (closed()) return refuse(w, errc::pool_closed, "pool closed");
-        if (waiters_.empty()) {
+        if (tenants_on() && !tenant_admit(w)) {
+            return refuse(w, errc::tenant_quota_exceeded,
+                          "tenant " + std::to_string(w.tenant) + " holds its quota of " +
+                              std::to_string(w.tenant_ref->opts.quota) + " connections");
+        }
+        if (waiters_.empty() && !(tenants_on() && w.tenant_ref->at_quota())) {
             // Nobody waits, so taking an idle slot jumps no queue.
-            if (slot_type* s = lease_lifo(now, true)) return serve_now(w, *s, now);
+            if (slot_type* s = lease_lifo(now, true, w.want_label)) return serve_now(w, *s, now);
         } else {
             serve_waiters(now, a);  // expired reservations first: they belong to older waiters
         }
@@ -145,10 +155,12 @@ public:
 
     // Idle slots whose reservation ended go to the oldest waiters.
     void serve_waiters(time_point now, actions& a) {
-        while (!waiters_.empty()) {
+        while (waiters_.servable()) {
             slot_type* s = lease_lifo(now, false);
             if (s == nullptr) break;
-            assign(*waiters_.next_to_serve(), *s, now, a);
+            waiter_base& w = *waiters_.next_to_serve();
+            if (s->label_hash.load(std::memory_order_relaxed) != w.want_label) s = rematch(*s, w.want_label, now);
+            assign(w, *s, now, a);
         }
     }
 
@@ -173,8 +185,8 @@ public:
         s.state.store(slot_state::leased, std::memory_order_relaxed);
         if (!ok) {
             close_leased(s, close_reason::validation_failed, a);
-            if (w != nullptr) readmit(*w, now, a);
-            return;
+            if (w != nullptr) return readmit(*w, now, a);
+            return quota_freed(now, a);
         }
         if (w != nullptr && !closed()) {
             w->validated = true;
@@ -204,6 +216,7 @@ public:
         if (why == errc::acquire_timeout) return expire(w, now, a);
         unqueue(w);
         reports_.cancelled++;
+        if (w.tenant_ref != nullptr) w.tenant_ref->cancelled++;
         w.error = error_info{why, "acquire cancelled"};
         a.complete(w);
     }
@@ -212,11 +225,18 @@ public:
 
     // The connection is fit for reuse: to the oldest waiter, else idle (hinted by caller).
     void hand_over(slot_type& s, time_point now, actions& a) {
+        tenant_table::release(s.tenant);
         if (closed() || s.load() == slot_state::orphaned) return close_leased(s, close_reason::pool_closed, a);
         s.state.store(slot_state::leased, std::memory_order_relaxed);
         if (waiting_for_slot()) return assign(*waiters_.next_to_serve(), s, now, a);
         s.sticky_until.store(time_point{}, std::memory_order_relaxed);
         s.state.store(slot_state::idle, std::memory_order_release);
+    }
+
+    // After a return that did not come back idle (reset, close): with tenants, its quota
+    // freed, so a waiter that was at quota may take a connection that is idle now.
+    void quota_freed(time_point now, actions& a) {
+        if (tenants_on()) serve_waiters(now, a);
     }
 
     // Over capacity after set_max_size(): true for as many returns as there are
@@ -225,6 +245,7 @@ public:
     bool take_excess() const noexcept { return open_ - closing_ + connector_.in_flight() > max_size_; }
 
     void start_reset(slot_type& s, actions& a) {
+        tenant_table::release(s.tenant);
         if (closed() || s.load() == slot_state::orphaned) return close_leased(s, close_reason::pool_closed, a);
         s.state.store(slot_state::resetting, std::memory_order_relaxed);
         ++resetting_;
@@ -242,6 +263,7 @@ public:
 
     // s is held (leased, orphaned, or just taken from another state): close its connection.
     void close_leased(slot_type& s, close_reason why, actions& a) {
+        tenant_table::release(s.tenant);
         s.state.store(slot_state::closing, std::memory_order_relaxed);
         ++closing_;
         update_capacity();
@@ -435,6 +457,7 @@ public:
         st.min_idle = min_idle_;
         st.max_idle = opts_.max_idle == 0 ? max_size_ : opts_.max_idle;
         st.last_connect_error = connector_.last_error().message;
+        if (tenants_on()) st.tenants = tenants_.snapshot();
         return st;
     }
 
@@ -456,6 +479,7 @@ private:
         if (w.phase == waiter_phase::fresh) w.enqueued_at = now;  // a ping or readmit() measures from here
         s.run_start.store(now, std::memory_order_relaxed);
         w.result = &s;
+        if (tenants_on()) tenants_.attach(s.tenant, w.tenant_ref, now - w.enqueued_at);
         return admit_result::served;
     }
 
@@ -463,24 +487,45 @@ private:
     // surplus reach its idle timeout). With reserved too, a reservation is no obstacle
     // (nobody waits); without, only slots whose reservation ended. The CAS decides races
     // with the lock-free paths.
-    slot_type* lease_lifo(time_point now, bool reserved_too) noexcept {
+    // With want (a label hash), one that carries that label first, then a clean one, then
+    // any: LIFO within each. Without labels in use every slot ranks the same: plain LIFO.
+    slot_type* lease_lifo(time_point now, bool reserved_too, std::uint64_t want = 0) noexcept {
         for (;;) {
             slot_type* best = nullptr;
             std::uint64_t best_used = 0;
+            int best_rank = -1;
             slots_.for_each([&](slot_type& s) {
                 if (s.load() != slot_state::idle) return;
                 if (!reserved_too && now < s.sticky_until.load(std::memory_order_relaxed)) return;
                 const auto used = s.recency.load(std::memory_order_relaxed);
-                if (best == nullptr || used > best_used) {
+                const int rank = label_rank(s, want);
+                if (best == nullptr || rank > best_rank || (rank == best_rank && used > best_used)) {
                     best = &s;
                     best_used = used;
+                    best_rank = rank;
                 }
             });
             if (best == nullptr || best->cas(slot_state::idle, slot_state::leased)) return best;
         }
     }
 
-    bool waiting_for_slot() const noexcept { return !waiters_.empty(); }
+    bool waiting_for_slot() const noexcept { return waiters_.servable(); }
+
+    static int label_rank(const slot_type& s, std::uint64_t want) noexcept {
+        const auto h = s.label_hash.load(std::memory_order_relaxed);
+        return h == want ? 2 : h == 0 ? 1 : 0;
+    }
+
+    // s (claimed) carries other settings than the waiter wants: trade it for an idle one
+    // that ranks higher, if there is one, and publish s idle again.
+    slot_type* rematch(slot_type& s, std::uint64_t want, time_point now) noexcept {
+        slot_type* b = lease_lifo(now, false, want);
+        if (b == nullptr) return &s;
+        slot_type& keep = label_rank(*b, want) > label_rank(s, want) ? *b : s;
+        slot_type& back = &keep == b ? s : *b;
+        back.state.store(slot_state::idle, std::memory_order_release);
+        return &keep;
+    }
 
     // w dequeued: s (leased) becomes its, and starts a new run.
     void assign(waiter_base& w, slot_type& s, time_point now, actions& a) {
@@ -489,6 +534,7 @@ private:
         s.sticky_until.store(time_point{}, std::memory_order_relaxed);
         w.result = &s;
         reports_.waited(now - w.enqueued_at);
+        if (tenants_on()) tenants_.attach(s.tenant, w.tenant_ref, now - w.enqueued_at);
         a.complete(w);
     }
 
@@ -507,6 +553,7 @@ private:
         const bool connecting = connector_.in_flight() > 0;
         unqueue(w);
         reports_.timeouts++;
+        if (w.tenant_ref != nullptr) w.tenant_ref->timeouts++;
         w.result = nullptr;
         w.error = error_info{errc::acquire_timeout,
                              reports_.timeout_message(slots_, now, now - w.enqueued_at, max_size_, waiters_.size() + 1,
@@ -544,6 +591,16 @@ private:
     void claim_for_probe(actions& a);
     time_point earliest_reservation_end(time_point now) const noexcept;
 
+    // Tenants (pool_state_tenants.hpp): on from the first add_tenant(), for good.
+    bool tenants_on() const noexcept { return tenants_on_.load(std::memory_order_relaxed); }
+    bool tenant_admit(waiter_base& w);
+
+public:
+    void add_tenant(tenant_id id, const tenant_options& o, time_point now, actions& a);
+    void set_tenant(tenant_id id, const tenant_options& o, time_point now, actions& a);
+    void remove_tenant(tenant_id id, time_point now, actions& a);
+
+private:
     const options opts_;
     slot_owner* const owner_;
     const bool can_probe_;
@@ -553,6 +610,8 @@ private:
     std::atomic<std::uint64_t> generation_{1};
     std::atomic<bool> over_capacity_{false};
     std::atomic<bool> sweep_wanted_{false};
+    std::atomic<bool> tenants_on_{false};
+    tenant_table tenants_;
 
     alignas(64) slot_table<slot_type> slots_;
     waiter_queue waiters_;
@@ -569,5 +628,6 @@ private:
 }  // namespace connpool::detail
 
 #include <connpool/detail/pool_state_impl.hpp>
+#include <connpool/detail/pool_state_tenants.hpp>
 
 #endif  // CONNPOOL_DETAIL_POOL_STATE_HPP

@@ -155,7 +155,8 @@ std::string pool_state<Connection>::check_invariants(time_point now) const {
         fail("open " + std::to_string(open_ - closing_) + " + connecting " + std::to_string(connecting) +
              " > max_size " + std::to_string(max_size_));
     if (waiters_.size() != waiting_.load()) fail("waiting counter disagrees with the queue");
-    if (!waiters_.empty() && servable_idle > 0) fail("a waiter waits while an idle connection is free for it");
+    if (waiters_.servable() && servable_idle > 0) fail("a waiter waits while an idle connection is free for it");
+    if (tenants_on()) fail(tenant_invariants(tenants_, slots_, waiters_));
     if (closed() && !waiters_.empty()) fail("waiters queued on a closed pool");
     waiters_.for_each([&](const waiter_base& w) {
         if (w.phase != waiter_phase::queued) fail("a queued waiter is not in phase queued");

@@ -5,6 +5,7 @@
 
 #include <connpool/detail/clock.hpp>
 #include <connpool/detail/histogram.hpp>
+#include <connpool/label.hpp>
 
 #include <array>
 #include <atomic>
@@ -81,6 +82,7 @@ constexpr bool holds_connection(slot_state s) noexcept {
 
 struct slot_base;
 struct waiter_base;
+struct tenant_rec;
 
 // Who asks, for sticky reservations: any value unique among the pool's callers at a time.
 // The shell uses the address of the calling thread's hint; a simulator, its callers' own.
@@ -125,6 +127,12 @@ struct alignas(64) slot_base {
     std::atomic<std::uint64_t> acquires{0};  // written only by the holder
 
     waiter_base* validating_for = nullptr;  // while pinging: the waiter it is meant for (pool's lock)
+    tenant_rec* tenant = nullptr;  // with tenants: whose quota it counts against while held (pool's lock)
+
+    // The session settings its connection carries (label.hpp): written by the holder only,
+    // before the slot is published; label_hash is read by the idle scans.
+    label current_label;
+    std::atomic<std::uint64_t> label_hash{0};
     single_writer_histogram use_time;  // how long each lease held it, while measured
 
     std::atomic<bool> in_return{false};      // a return is reading the pool (pool_core::shutdown)

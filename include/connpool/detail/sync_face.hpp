@@ -101,11 +101,12 @@ std::chrono::steady_clock::time_point park_deadline(time_point deadline) noexcep
 // connection or an error; the caller's deadline bounds every wait, pings included.
 template <class Core>
 typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds timeout, error_info& err,
-                                           std::source_location loc) {
+                                           std::source_location loc, std::uint32_t tenant = 0,
+                                           const label& want = {}) {
     using slot_type = typename Core::slot_type;
     err.clear();
     const auto me = std::this_thread::get_id();
-    slot_type* pre = core.lease_hint();
+    slot_type* pre = core.lease_hint(want.hash());  // only a hint that carries want
     if (pre != nullptr) {
         const auto t = coarse_now<typename Core::clock_type>();
         const auto v = judge_handout(Core::state_type::facts_of(*pre, t), core.state().facts(), core.opts(),
@@ -115,6 +116,8 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
     sync_waiter w;
     w.site = loc;
     w.thread = me;
+    w.tenant = tenant;
+    w.want_label = want.hash();
     w.enqueued_at = Core::now();
     w.deadline = saturating_add(w.enqueued_at, timeout);
     // Whether w holds a slot and no completion is owed to it: the waiter reads its own
@@ -136,9 +139,20 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
     for (;;) {
         if (holds) {
             if (core.check_handout(w)) {
-                return core.begin_lease(*static_cast<slot_type*>(w.result), loc, me, w.enqueued_at);
+                auto& s = *static_cast<slot_type*>(w.result);
+                if (core.settle_label(s, want)) return core.begin_lease(s, loc, me, w.enqueued_at);
+                // apply() failed and closed that connection: ask again, within the same deadline.
+                w.result = nullptr;
+                w.validated = false;
+                w.phase = waiter_phase::fresh;
+                const admit_result r = core.admit(w);
+                if (r == admit_result::refused) {
+                    err = std::move(w.error);
+                    return {};
+                }
+                if (r == admit_result::served) continue;
             }
-            // check_handout queued w again or started its ping: a completion is owed.
+            // check_handout or admit queued w again, or started its ping: a completion is owed.
         }
         if (!reported) {
             reported = true;

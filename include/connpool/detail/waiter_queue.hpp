@@ -15,6 +15,15 @@
 namespace connpool::detail {
 
 struct slot_base;
+struct waiter_base;
+struct tenant_rec;
+class tenant_table;
+
+// The per-tenant sub-queues (tenants.hpp); declared here so the queue can call them.
+void tenant_push(tenant_table& t, waiter_base& w, bool front) noexcept;
+void tenant_unlink(tenant_table& t, waiter_base& w) noexcept;
+waiter_base* tenant_pick(tenant_table& t) noexcept;
+bool tenant_servable(const tenant_table& t) noexcept;
 
 // Where a waiter is in its life. Only the pool's lock changes it, and exactly one party
 // moves it to `done`: the delivery, the timeout, the cancellation or close().
@@ -38,6 +47,15 @@ struct waiter_base {
     std::source_location site{};
     std::thread::id thread{};  // the caller's thread: the lease's holder, whoever completes it
 
+    // Tenants (only while the pool has some): the id the caller named, the record it was
+    // admitted under, and its links in that tenant's FIFO sub-queue.
+    std::uint32_t tenant = 0;
+    tenant_rec* tenant_ref = nullptr;
+    waiter_base* tprev = nullptr;
+    waiter_base* tnext = nullptr;
+
+    std::uint64_t want_label = 0;  // label::hash() of the settings it asks for (0: clean)
+
     // The outcome.
     slot_base* result = nullptr;
     error_info error;
@@ -46,8 +64,8 @@ struct waiter_base {
 };
 
 // The waiters, served oldest first. Guarded by the pool's lock. next_to_serve() is the
-// one place that picks whom a freed connection goes to: per-tenant sub-queues with
-// weighted fair queuing slot in here without touching the state machine around it.
+// one place that picks whom a freed connection goes to: with tenants configured, the
+// per-tenant sub-queues with weighted fair queuing (tenants.hpp) decide it there.
 class waiter_queue {
 public:
     bool empty() const noexcept { return head_ == nullptr; }
@@ -61,6 +79,7 @@ public:
         tail_ = &w;
         w.phase = waiter_phase::queued;
         ++size_;
+        if (tenants_ != nullptr) tenant_push(*tenants_, w, false);
     }
 
     // A waiter whose chosen connection failed its hand-out check keeps its place: first.
@@ -71,6 +90,7 @@ public:
         head_ = &w;
         w.phase = waiter_phase::queued;
         ++size_;
+        if (tenants_ != nullptr) tenant_push(*tenants_, w, true);
     }
 
     // Precondition: w is queued. Leaves its phase to the caller.
@@ -79,12 +99,30 @@ public:
         (w.next ? w.next->prev : tail_) = w.prev;
         w.prev = w.next = nullptr;
         --size_;
+        if (tenants_ != nullptr) tenant_unlink(*tenants_, w);
     }
 
+    // Whether next_to_serve() would find someone: without tenants, anyone waiting; with
+    // them, a waiter whose tenant is below its quota.
+    bool servable() const noexcept { return tenants_ == nullptr ? head_ != nullptr : tenant_servable(*tenants_); }
+
+    // Without tenants the oldest waiter; with them, the oldest of the tenant that weighted
+    // fair queuing picks among those below quota (nullptr: every waiting tenant is at quota).
     waiter_base* next_to_serve() noexcept {
-        waiter_base* w = head_;
+        waiter_base* w = tenants_ == nullptr ? head_ : tenant_pick(*tenants_);
         if (w != nullptr) remove(*w);
         return w;
+    }
+
+    // Turns the sub-queues on (once, under the lock): the waiters already queued join
+    // their tenant's sub-queue in their order. resolve(w) sets w.tenant_ref.
+    template <class Resolve>
+    void use_tenants(tenant_table& t, Resolve&& resolve) {
+        tenants_ = &t;
+        for (waiter_base* w = head_; w != nullptr; w = w->next) {
+            resolve(*w);
+            tenant_push(t, *w, false);
+        }
     }
 
     template <class F>
@@ -100,8 +138,11 @@ private:
     waiter_base* head_ = nullptr;
     waiter_base* tail_ = nullptr;
     std::size_t size_ = 0;
+    tenant_table* tenants_ = nullptr;  // set once tenants are configured
 };
 
 }  // namespace connpool::detail
+
+#include <connpool/detail/tenants.hpp>
 
 #endif  // CONNPOOL_DETAIL_WAITER_QUEUE_HPP

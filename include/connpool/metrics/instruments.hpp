@@ -70,6 +70,7 @@ namespace names {
 inline constexpr std::string_view pool_name = "db.client.connection.pool.name";
 inline constexpr std::string_view state = "db.client.connection.state";
 inline constexpr std::string_view close_reason = "connpool.close_reason";
+inline constexpr std::string_view tenant = "connpool.tenant";  // Prometheus: connpool_tenant
 
 inline constexpr std::string_view count = "db.client.connection.count";
 inline constexpr std::string_view max = "db.client.connection.max";
@@ -144,6 +145,36 @@ inline void add_histogram(std::vector<instrument>& out, std::string_view pool, s
 
 }  // namespace detail
 
+// Per tenant (pool_stats::tenants, empty without tenants), labelled connpool.tenant with
+// the tenant's name; each name's points stay together, as the Prometheus text wants.
+inline void append_tenant_instruments(std::vector<instrument>& out, std::string_view pool, const pool_stats& s,
+                                      const histogram_options& opts) {
+    using k = instrument_kind;
+    const auto label = [](const tenant_stats& t) {
+        return std::vector<attribute>{{std::string(names::tenant), t.name}};
+    };
+    const auto each = [&](std::string_view name, k kind, std::string_view unit, std::string_view what, auto value) {
+        for (const auto& t : s.tenants)
+            detail::add_point(out, pool, name, kind, unit, what, static_cast<double>(value(t)), label(t));
+    };
+    each("connpool.tenant.held", k::up_down_counter, "{connection}", "Connections the tenant holds",
+         [](const tenant_stats& t) { return t.held; });
+    each("connpool.tenant.waiting", k::up_down_counter, "{request}", "The tenant's acquires waiting",
+         [](const tenant_stats& t) { return t.waiting; });
+    each("connpool.tenant.quota", k::up_down_counter, "{connection}", "The tenant's quota (0: none)",
+         [](const tenant_stats& t) { return t.quota; });
+    each("connpool.tenant.acquired", k::counter, "{lease}", "Leases handed to the tenant",
+         [](const tenant_stats& t) { return t.acquired; });
+    each("connpool.tenant.timeouts", k::counter, "{timeout}", "The tenant's acquires that timed out",
+         [](const tenant_stats& t) { return t.timeouts; });
+    each("connpool.tenant.quota_refused", k::counter, "{request}", "The tenant's acquires refused at its quota",
+         [](const tenant_stats& t) { return t.quota_refused; });
+    for (const auto& t : s.tenants) {
+        detail::add_histogram(out, pool, "connpool.tenant.wait_time", "The tenant's acquire wait", t.wait_time, opts);
+        out.back().attributes.push_back({std::string(names::tenant), t.name});
+    }
+}
+
 // Appends one pool's points to out, in a fixed order: the semantic-convention instruments
 // first, then connpool's own (connpool.*). Every point carries the pool's name.
 //
@@ -203,6 +234,7 @@ inline void append_instruments(std::vector<instrument>& out, std::string_view po
     }
     add_point(out, pool, "connpool.wait.max", k::gauge, "s", "The longest acquire wait since the pool was created",
               std::chrono::duration<double>(s.wait_max).count());
+    append_tenant_instruments(out, pool, s, opts);
 }
 
 inline std::vector<instrument> to_instruments(std::string_view pool, const pool_stats& s,

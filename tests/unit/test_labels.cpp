@@ -1,0 +1,203 @@
+// Labels (label.hpp): settings-aware reuse on a pool over the fake factory, whose apply()
+// keeps each connection's "server-side" session settings, so that every lease can be
+// checked against what its caller asked for.
+#include "connpool_catch.hpp"
+#include "fake.hpp"
+
+#include <connpool/label.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+using namespace connpool;
+using namespace connpool::test;
+
+namespace {
+
+// What the fake server knows: each connection's session settings, and the apply calls.
+struct sessions {
+    std::mutex m;
+    std::map<int, label> by_id;
+    std::atomic<int> applies{0};
+    std::atomic<int> fail_next{0};  // that many apply() calls fail
+    std::atomic<int> wrong_from{0};  // apply() told a from-label the session did not have
+
+    label of(int id) {
+        std::lock_guard lk(m);
+        return by_id[id];
+    }
+};
+
+struct label_factory : fake_factory {
+    std::shared_ptr<sessions> srv = std::make_shared<sessions>();
+
+    bool apply(fake_connection& c, const label& from, const label& to, error_info& e) {
+        ++srv->applies;
+        std::lock_guard lk(srv->m);
+        if (!(srv->by_id[c.id] == from)) ++srv->wrong_from;
+        if (srv->fail_next > 0) {
+            --srv->fail_next;
+            srv->by_id[c.id] = label{{"half", "applied"}};  // a failed SET leaves it unknown
+            e = error_info{errc::reset_failed, "SET failed"};
+            return false;
+        }
+        srv->by_id[c.id] = to;
+        return true;
+    }
+
+    bool reset_clears_labels() const { return true; }
+
+    bool reset(fake_connection& c, error_info&) {
+        std::lock_guard lk(srv->m);
+        srv->by_id[c.id] = label{};  // a full reset: the server's defaults
+        return true;
+    }
+};
+
+options no_reset(std::size_t n) {
+    options o;
+    o.max_size = n;
+    o.acquire_timeout = std::chrono::seconds(10);
+    o.reset_on_return = false;
+    return o;
+}
+
+const label A{{"search_path", "tenant_a"}};
+const label B{{"search_path", "tenant_b"}, {"role", "reporting"}};
+
+}  // namespace
+
+TEST_CASE("a label's changes list the settings to set and the ones to reset", "[unit][labels]") {
+    const auto c = changes(B, label{{"search_path", "tenant_b"}, {"TimeZone", "UTC"}});
+    REQUIRE(c.set.size() == 1);
+    CHECK(c.set[0].first == "TimeZone");
+    REQUIRE(c.reset.size() == 1);
+    CHECK(c.reset[0] == "role");
+    CHECK(label{}.hash() == 0);
+    CHECK(A.hash() != 0);
+    CHECK(A == label{{"search_path", "tenant_a"}});
+    CHECK_THROWS_AS((label{{"x", "1"}, {"x", "2"}}), std::invalid_argument);
+}
+
+TEST_CASE("an acquire with the label its connection already carries runs no apply", "[unit][labels]") {
+    label_factory f;
+    auto srv = f.srv;
+    pool<label_factory> p(f, no_reset(2));
+    {
+        auto l = p.acquire(A);
+        CHECK(srv->of(l->id) == A);
+    }
+    CHECK(srv->applies == 1);
+    for (int i = 0; i < 5; ++i) {
+        auto l = p.acquire(A);
+        CHECK(srv->of(l->id) == A);
+    }
+    CHECK(srv->applies == 1);
+    CHECK(srv->wrong_from == 0);
+}
+
+TEST_CASE("a labelled acquire prefers the idle connection carrying its label, then a clean one",
+          "[unit][labels]") {
+    label_factory f;
+    auto srv = f.srv;
+    pool<label_factory> p(f, no_reset(3));
+    int a_id = 0, b_id = 0, clean_id = 0;
+    {
+        auto a = p.acquire(A);
+        auto b = p.acquire(B);
+        auto c = p.acquire();
+        a_id = a->id;
+        b_id = b->id;
+        clean_id = c->id;
+    }
+    const int before = srv->applies;
+    std::thread([&] {  // another thread: no hint, the scan chooses
+        auto b = p.acquire(B);
+        CHECK(b->id == b_id);
+        auto a = p.acquire(A);
+        CHECK(a->id == a_id);
+        auto n = p.acquire();
+        CHECK(n->id == clean_id);
+    }).join();
+    CHECK(srv->applies == before);
+    // Only connections with other settings left: an unlabelled caller gets one moved back to clean.
+    auto a = p.acquire(A);
+    auto b = p.acquire(B);
+    std::thread([&] {
+        auto n = p.acquire();
+        CHECK(srv->of(n->id) == label{});
+    }).join();
+    CHECK(srv->wrong_from == 0);
+}
+
+TEST_CASE("a failing apply closes that connection and the caller still gets one with its label",
+          "[unit][labels]") {
+    label_factory f;
+    auto srv = f.srv;
+    pool<label_factory> p(f, no_reset(2));
+    srv->fail_next = 1;
+    auto l = p.acquire(A);
+    REQUIRE(l);
+    CHECK(srv->of(l->id) == A);
+    CHECK(srv->applies == 2);
+    CHECK(p.stats().closed_for(close_reason::reset_failed) == 1);
+    CHECK(srv->wrong_from == 0);
+}
+
+TEST_CASE("a full reset on return clears the label, so the next apply starts from clean", "[unit][labels]") {
+    label_factory f;
+    auto srv = f.srv;
+    options o = no_reset(1);
+    o.reset_on_return = true;
+    pool<label_factory> p(f, o);
+    { auto l = p.acquire(A); }
+    auto l = p.acquire(B);
+    CHECK(srv->of(l->id) == B);
+    CHECK(srv->wrong_from == 0);  // apply was told "from clean", as the reset left it
+}
+
+TEST_CASE("under threads with random labels every lease carries exactly the settings its caller asked for",
+          "[unit][labels][threads]") {
+    label_factory f;
+    auto srv = f.srv;
+    pool<label_factory> p(f, no_reset(3));
+    const std::vector<label> choices{label{}, A, B, label{{"TimeZone", "UTC"}}};
+    std::atomic<int> leaked{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 6; ++t) {
+        ts.emplace_back([&, t] {
+            std::mt19937 rng(static_cast<unsigned>(t));
+            for (int i = 0; i < 300; ++i) {
+                const label& want = choices[rng() % choices.size()];
+                auto l = want.empty() ? p.acquire() : p.acquire(want);
+                if (!(srv->of(l->id) == want)) ++leaked;
+            }
+        });
+    }
+    for (auto& t : ts) t.join();
+    CHECK(leaked == 0);
+    CHECK(srv->wrong_from == 0);
+}
+
+TEST_CASE("async_acquire with a label completes with a connection carrying it", "[unit][labels][async]") {
+    boost::asio::io_context ctx;
+    label_factory f;
+    auto srv = f.srv;
+    pool<label_factory> p(ctx, f, no_reset(2));
+    error_code got;
+    int id = -1;
+    p.async_acquire(A, [&](error_code ec, pool<label_factory>::lease_type l) {
+        got = ec;
+        if (l) id = l->id;
+    });
+    for (int i = 0; i < 10000 && id < 0 && !got; ++i) ctx.run_for(std::chrono::milliseconds(1));
+    CHECK_FALSE(got);
+    REQUIRE(id >= 0);
+    CHECK(srv->of(id) == A);
+}
