@@ -9,6 +9,7 @@
 #include <connpool/pg/detail/cancel.hpp>
 #include <connpool/pg/detail/connect.hpp>
 #include <connpool/pg/detail/round_trip.hpp>
+#include <connpool/pg/labels.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
@@ -18,6 +19,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <concepts>
@@ -245,6 +247,21 @@ public:
             return false;
         }
         return true;
+    }
+
+    // Labels (pg/labels.hpp): one round trip that sends only the settings that differ.
+    bool apply(connection& c, const label& from, const label& to, error_info& err) {
+        return apply_label(c, from, to, err, options_.reset_timeout);
+    }
+
+    // DISCARD ALL (or a reset_sql that says RESET ALL or DISCARD ALL) returns every setting
+    // to its default, so the pool forgets the label; a rollback-only reset keeps both.
+    bool reset_clears_labels() const {
+        if (options_.reset == reset_policy::discard_all) return true;
+        if (options_.reset != reset_policy::custom_sql) return false;
+        std::string sql = options_.reset_sql;
+        for (auto& ch : sql) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        return sql.find("RESET ALL") != std::string::npos || sql.find("DISCARD ALL") != std::string::npos;
     }
 
 private:
