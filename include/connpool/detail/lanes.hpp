@@ -41,7 +41,9 @@ public:
         std::unique_lock lk(state_->m);
         if (state_->stopped) return false;
         state_->tasks.push_back(std::move(t));
-        if (state_->idle == 0 && state_->threads.size() < state_->max_threads) {
+        // Idle threads that have not woken yet still count as idle: compare with the
+        // queue, or a second task would wait behind a first one that hangs.
+        if (state_->tasks.size() > state_->idle && state_->threads.size() < state_->max_threads) {
             auto st = state_;
             state_->threads.emplace_back([st] { run(*st); });
         } else {
