@@ -91,7 +91,7 @@ inline std::chrono::microseconds upper_quantile(const duration_histogram& h, dou
     return std::chrono::microseconds(static_cast<std::int64_t>(duration_histogram::upper_bound_us(duration_histogram::bucket_count - 1)));
 }
 
-inline duration_histogram minus(const duration_histogram& a, const duration_histogram& b) noexcept {
+inline duration_histogram histogram_minus(const duration_histogram& a, const duration_histogram& b) noexcept {
     duration_histogram d;
     for (std::size_t i = 0; i < duration_histogram::bucket_count; ++i) {
         d.buckets[i] = a.buckets[i] >= b.buckets[i] ? a.buckets[i] - b.buckets[i] : 0;
@@ -144,8 +144,8 @@ private:
         const std::uint64_t failed = d(&pool_stats::timeouts) + d(&pool_stats::rejected) + d(&pool_stats::fast_failed);
         a.timeouts = d(&pool_stats::timeouts);
         a.connect_failures = d(&pool_stats::connect_failures);
-        const auto use = detail::minus(now.s.use_time, base.s.use_time);
-        const auto wait = detail::minus(now.s.wait_time, base.s.wait_time);
+        const auto use = detail::histogram_minus(now.s.use_time, base.s.use_time);
+        const auto wait = detail::histogram_minus(now.s.wait_time, base.s.wait_time);
         a.wait_p50 = detail::upper_quantile(wait, 0.50);
         a.wait_p99 = detail::upper_quantile(wait, 0.99);
         if (a.window_s <= 0 || served + failed == 0 || use.count == 0) {
