@@ -219,6 +219,10 @@ public:
             s.acquires.load(std::memory_order_relaxed) % reporting::use_time_sample_every == 0) [[unlikely]] {
             s.timed_since.store(now(), std::memory_order_relaxed);
         }
+        // A connection handed over after a wait starts its sticky run when its new holder
+        // actually has it, not when it was assigned: a woken thread that got no CPU for a
+        // while would otherwise find its quantum spent before its first use.
+        if (enqueued_at != time_point{}) s.run_start.store(now(), std::memory_order_relaxed);
         s.site.store(loc, std::memory_order_relaxed);
         s.holder.store(holder, std::memory_order_relaxed);
         s.leak_reported.store(false, std::memory_order_relaxed);

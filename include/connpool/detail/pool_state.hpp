@@ -121,37 +121,7 @@ public:
 
     // ------------------------------------------------------------ acquire
 
-    admit_result admit(waiter_base& w, time_point now, bool front, actions& a) {
-        if (closed()) return refuse(w, errc::pool_closed, "pool closed");
-        if (tenants_on() && !tenant_admit(w)) {
-            return refuse(w, errc::tenant_quota_exceeded,
-                          "tenant " + std::to_string(w.tenant) + " holds its quota of " +
-                              std::to_string(w.tenant_ref->opts.quota) + " connections");
-        }
-        if (waiters_.empty() && !(tenants_on() && w.tenant_ref->at_quota())) {
-            // Nobody waits, so taking an idle slot jumps no queue.
-            if (slot_type* s = lease_lifo(now, true, w.want_label)) return serve_now(w, *s, now);
-        } else {
-            serve_waiters(now, a);  // expired reservations first: they belong to older waiters
-        }
-        if (opts_.max_waiters != 0 && waiters_.size() >= opts_.max_waiters) {
-            reports_.rejected++;
-            return refuse(w, errc::too_many_waiters,
-                          "too many waiters: " + std::to_string(waiters_.size()) +
-                              " callers already waiting (max_waiters = " + std::to_string(opts_.max_waiters) + ")");
-        }
-        if (connector_.failing_fast(open_, now)) {
-            reports_.fast_failed++;
-            return refuse(w, connector_.last_error().code, connector_.fast_fail_message(now));
-        }
-        if (w.phase == waiter_phase::fresh) w.enqueued_at = now;
-        front ? waiters_.push_front(w) : waiters_.push_back(w);
-        sync_waiting();
-        a.arm(w.deadline);
-        serve_waiters(now, a);  // a slot published idle by a return that saw no waiter yet
-        plan_connects(now, a);
-        return admit_result::queued;  // possibly served already by serve_waiters(): then it is in a
-    }
+    admit_result admit(waiter_base& w, time_point now, bool front, actions& a);
 
     // Idle slots whose reservation ended go to the oldest waiters.
     void serve_waiters(time_point now, actions& a) {
@@ -179,35 +149,10 @@ public:
 
     // The slot remembers its waiter only while the waiter still wants it: a waiter that
     // timed out, was cancelled or saw the pool close is gone, and so is the pointer.
-    void ping_done(slot_type& s, bool ok, time_point now, actions& a) {
-        --pinging_;
-        waiter_base* w = std::exchange(s.validating_for, nullptr);
-        s.state.store(slot_state::leased, std::memory_order_relaxed);
-        if (!ok) {
-            close_leased(s, close_reason::validation_failed, a);
-            if (w != nullptr) return readmit(*w, now, a);
-            return quota_freed(now, a);
-        }
-        if (w != nullptr && !closed()) {
-            w->validated = true;
-            assign(*w, s, now, a);
-        } else {
-            hand_over(s, now, a);
-        }
-    }
+    void ping_done(slot_type& s, bool ok, time_point now, actions& a);
 
     // A delivered slot failed the hand-out check and was closed: w keeps its place.
-    void readmit(waiter_base& w, time_point now, actions& a) {
-        w.result = nullptr;
-        w.validated = false;
-        if (now >= w.deadline) return expire(w, now, a);
-        w.phase = waiter_phase::queued;  // not fresh: keeps its enqueued_at
-        waiters_.push_front(w);
-        sync_waiting();
-        a.arm(w.deadline);
-        serve_waiters(now, a);
-        plan_connects(now, a);
-    }
+    void readmit(waiter_base& w, time_point now, actions& a);
 
     // The caller stops waiting (errc::cancelled, or errc::acquire_timeout at its own
     // deadline). A waiter already done is left alone: its completion is under way.
@@ -271,40 +216,9 @@ public:
     }
 
     // The shell closed s's connection.
-    void close_done(slot_type& s, close_reason why, time_point now, actions& a) {
-        reports_.closed(s, why);
-        s.generation = 0;
-        s.expires_at = time_point::max();
-        s.state.store(slot_state::empty, std::memory_order_release);
-        --open_;
-        --closing_;
-        update_capacity();
-        plan_connects(now, a);
-        serve_waiters(now, a);
-        check_drained(a);
-    }
+    void close_done(slot_type& s, close_reason why, time_point now, actions& a);
 
-    void close(actions& a) {
-        if (closed_.exchange(true, std::memory_order_seq_cst)) return;
-        waiters_.for_each([&](waiter_base& w) { fail(w, errc::pool_closed, "pool closed", a); });
-        for (waiter_base* w : pinging_waiters()) fail(*w, errc::pool_closed, "pool closed", a);
-        sync_waiting();
-        slots_.for_each([&](slot_type& s) {
-            for (;;) {
-                if (s.cas(slot_state::idle, slot_state::closing)) {
-                    ++closing_;
-                    a.closes.emplace_back(&s, close_reason::pool_closed);
-                    return;
-                }
-                if (s.cas(slot_state::leased, slot_state::orphaned)) return;
-                // connecting, resetting, pinging, probing, closing: whoever holds it sees
-                // closed() and closes it. A slot that went idle meanwhile: look again.
-                if (s.load() != slot_state::idle) return;
-            }
-        });
-        update_capacity();
-        check_drained(a);
-    }
+    void close(actions& a);
 
     bool drained() const noexcept { return closed() && open_ + connector_.in_flight() == 0; }
 
@@ -318,73 +232,13 @@ public:
 
     const connect_request& request() const noexcept { return connector_.request(); }
 
-    void connect_done(slot_type& s, std::optional<Connection> c, error_info e, time_point started, time_point now,
-                      actions& a) {
-        if (c && e) c.reset();  // a factory that says both: trust the error
-        if (!c && !e) e = error_info{errc::connect_failed, "factory returned no connection and no error"};
-        if (!c) {
-            s.state.store(slot_state::empty, std::memory_order_relaxed);
-            connector_.failed(std::move(e), now);
-            update_capacity();
-            reports_.connect_failures++;
-            // Nothing open and nothing on its way: nobody will hand these waiters a
-            // connection before the backoff ends, so tell them why now.
-            if (open_ == 0 && connector_.in_flight() == 0) {
-                waiters_.for_each([&](waiter_base& w) {
-                    reports_.fast_failed++;
-                    fail(w, connector_.last_error().code, connector_.last_error().message, a);
-                });
-                sync_waiting();
-            }
-        } else {
-            connector_.succeeded();
-            reports_.created(now - started);
-            s.conn = std::move(c);
-            s.created_at = now;
-            s.expires_at = connector_.expiry(now);
-            s.last_used.store(now, std::memory_order_relaxed);
-            s.recency.store(recency_of(now), std::memory_order_relaxed);
-            ++open_;
-            update_capacity();
-            s.state.store(slot_state::leased, std::memory_order_relaxed);
-            if (s.generation != generation_.load(std::memory_order_relaxed)) {
-                close_leased(s, close_reason::retired, a);  // retire_all() ran while it connected
-            } else {
-                hand_over(s, now, a);
-            }
-        }
-        plan_connects(now, a);
-        check_drained(a);
-    }
+    void connect_done(slot_type& s, std::optional<Connection> c, error_info e, time_point started, time_point now, actions& a);
 
     // ------------------------------------------------------------ housekeeping
 
     // Expire waiters, close what idled or aged out, report leaks, probe, top up min_idle,
     // hand reserved slots whose quantum ended to waiters, and say when to look again.
-    void tick(time_point now, actions& a) {
-        time_point next = saturating_add(now, opts_.housekeeping_interval);
-        waiters_.for_each([&](waiter_base& w) {
-            if (w.deadline <= now) {
-                expire(w, now, a);
-            } else {
-                next = std::min(next, w.deadline);
-            }
-        });
-        for (waiter_base* w : pinging_waiters()) {
-            if (w->deadline <= now) expire(*w, now, a);
-            else next = std::min(next, w->deadline);
-        }
-        if (!closed()) {
-            evict_idle(now, a);
-            find_leaks(now, a);
-            serve_waiters(now, a);
-            plan_connects(now, a);
-            if (can_probe_ && waiters_.empty()) claim_for_probe(a);
-            if (connector_.in_backoff(now)) next = std::min(next, connector_.backoff_until());
-            if (!waiters_.empty()) next = std::min(next, earliest_reservation_end(now));
-            a.arm(next);  // a closed pool needs no timer: its waiters are all failed
-        }
-    }
+    void tick(time_point now, actions& a);
 
     void probe_done(slot_type& s, bool alive, time_point now, actions& a) {
         s.state.store(slot_state::leased, std::memory_order_relaxed);
@@ -395,48 +249,11 @@ public:
     // ------------------------------------------------------------ control
 
     // Each setter validates the whole options as the constructor does.
-    void set_max_size(std::size_t n, time_point now, actions& a) {
-        options o = current();
-        o.max_size = n;
-        if (n != 0 && n < min_idle_)
-            invalid_option("max_size", std::to_string(n), ("must be at least min_idle (" + std::to_string(min_idle_) + ")").c_str());
-        if (o.max_idle > n) invalid_option("max_size", std::to_string(n), "must be at least max_idle");
-        validate(o);
-        max_size_ = n;
-        update_capacity();
-        std::size_t excess = open_ - closing_ > max_size_ ? open_ - closing_ - max_size_ : 0;
-        slots_.for_each([&](slot_type& s) {
-            if (excess > 0 && s.cas(slot_state::idle, slot_state::closing)) {
-                ++closing_;
-                a.closes.emplace_back(&s, close_reason::resized);
-                --excess;
-            }
-        });
-        update_capacity();  // the leased excess closes as it comes back (take_excess)
-        plan_connects(now, a);
-    }
+    void set_max_size(std::size_t n, time_point now, actions& a);
 
-    void set_min_idle(std::size_t n, time_point now, actions& a) {
-        options o = current();
-        o.min_idle = n;
-        if (o.max_idle != 0 && n > o.max_idle)
-            invalid_option("min_idle", std::to_string(n), ("must not exceed max_idle (" + std::to_string(o.max_idle) + ")").c_str());
-        validate(o);
-        min_idle_ = n;
-        plan_connects(now, a);
-    }
+    void set_min_idle(std::size_t n, time_point now, actions& a);
 
-    void retire_all(time_point now, actions& a) {
-        generation_.fetch_add(1, std::memory_order_relaxed);
-        slots_.for_each([&](slot_type& s) {
-            if (s.cas(slot_state::idle, slot_state::closing)) {
-                ++closing_;
-                a.closes.emplace_back(&s, close_reason::retired);
-            }
-        });
-        update_capacity();
-        plan_connects(now, a);
-    }
+    void retire_all(time_point now, actions& a);
 
     // The options as they are now, runtime changes included.
     options current() const {
@@ -448,18 +265,7 @@ public:
 
     // ------------------------------------------------------------ observability
 
-    pool_stats snapshot(time_point now) const {
-        pool_stats st = reports_.snapshot(slots_, now);
-        st.open = open_;
-        st.creating = connector_.in_flight();
-        st.waiting = waiters_.size();
-        st.max_size = max_size_;
-        st.min_idle = min_idle_;
-        st.max_idle = opts_.max_idle == 0 ? max_size_ : opts_.max_idle;
-        st.last_connect_error = connector_.last_error().message;
-        if (tenants_on()) st.tenants = tenants_.snapshot();
-        return st;
-    }
+    pool_stats snapshot(time_point now) const;
 
     std::vector<lease_info> leases(time_point now) const { return reports_.leases(slots_, now); }
     reporting& reports() noexcept { return reports_; }
@@ -549,17 +355,7 @@ private:
         a.complete(w);
     }
 
-    void expire(waiter_base& w, time_point now, actions& a) {
-        const bool connecting = connector_.in_flight() > 0;
-        unqueue(w);
-        reports_.timeouts++;
-        if (w.tenant_ref != nullptr) w.tenant_ref->timeouts++;
-        w.result = nullptr;
-        w.error = error_info{errc::acquire_timeout,
-                             reports_.timeout_message(slots_, now, now - w.enqueued_at, max_size_, waiters_.size() + 1,
-                                                      connecting, connector_)};
-        a.complete(w);
-    }
+    void expire(waiter_base& w, time_point now, actions& a);
 
     // Takes w out of the queue, or out of the pinging set, whichever it is in.
     void unqueue(waiter_base& w) noexcept {
@@ -627,6 +423,7 @@ private:
 
 }  // namespace connpool::detail
 
+#include <connpool/detail/pool_state_control.hpp>
 #include <connpool/detail/pool_state_impl.hpp>
 #include <connpool/detail/pool_state_tenants.hpp>
 

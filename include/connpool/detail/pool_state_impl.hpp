@@ -49,13 +49,16 @@ void pool_state<Connection>::plan_connects(time_point now, actions& a) {
 // coldest, and min_idle keeps the warmest.
 template <class Connection>
 void pool_state<Connection>::evict_idle(time_point now, actions& a) {
-    std::vector<slot_type*> idle;
+    // Recency is read once per slot: lock-free returns rewrite it while we sort, and a
+    // comparator whose answers change breaks std::sort (it ran past the vector's end).
+    std::vector<std::pair<std::uint64_t, slot_type*>> ranked;
     slots_.for_each([&](slot_type& s) {
-        if (s.load() == slot_state::idle) idle.push_back(&s);
+        if (s.load() == slot_state::idle) ranked.emplace_back(s.recency.load(std::memory_order_relaxed), &s);
     });
-    std::sort(idle.begin(), idle.end(), [](slot_type* x, slot_type* y) {
-        return x->recency.load(std::memory_order_relaxed) > y->recency.load(std::memory_order_relaxed);
-    });
+    std::sort(ranked.begin(), ranked.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+    std::vector<slot_type*> idle;
+    idle.reserve(ranked.size());
+    for (const auto& r : ranked) idle.push_back(r.second);
     const idle_policy p{min_idle_, opts_.max_idle, opts_.idle_timeout};
     const auto gen = generation_.load(std::memory_order_relaxed);
     std::size_t rank = 0;
