@@ -19,7 +19,8 @@ packages=(
     libsoci-dev libpoco-dev                        # bench peers
     prometheus prometheus-cpp-dev                  # metrics: promtool, a real server, connpool::prometheus
     chromium                                       # headless check of connpool-sim's HTML report
-    patroni etcd-server etcd-client                # HA tests (label patroni)
+    patroni python3-etcd etcd-server etcd-client   # HA tests (label patroni); patroni's etcd backend
+    curl python3                                   # test scripts: Prometheus readiness, JSON checks, free ports
 )
 
 missing=()
