@@ -352,6 +352,12 @@ public:
     }
 
 private:
+    // A lease holds no reference to the core: while s.in_return is set, the pool object's
+    // destructor waits (shutdown). Carrying out the actions reads the core after the lock
+    // is released, and they may close the last connection, after which the destructor no
+    // longer keeps the core alive; so take a reference before letting the destructor go.
+    // Not in_return through run(a): a completion or hook it runs may destroy the pool on
+    // this thread, and shutdown would wait for us.
     template <class F>
     void locked_step(slot_type& s, F&& f) noexcept {
         actions a;
@@ -359,6 +365,8 @@ private:
             std::lock_guard lk(mutex_);
             f(a);
         }
+        if (a.empty() && a.timer == time_point::max()) return s.in_return.store(false, std::memory_order_release);
+        const auto hold = this->shared_from_this();
         s.in_return.store(false, std::memory_order_release);
         run(a);
     }
