@@ -59,10 +59,11 @@ using connect_handler = asio::any_completion_handler<void(error_info, std::optio
 //       // (label.hpp: changes(from, to) lists what to set and what to reset), running
 //       // only the statements needed. false closes the connection. Needed for acquires
 //       // that ask for a label.
-//   bool reset_clears_labels() const;
-//       // No I/O. true: a successful reset() returns every session setting to the
-//       // server's default (DISCARD ALL, mysql_reset_connection), so the pool forgets the
-//       // connection's label. Absent or false: labels survive resets.
+//   bool reset_clears_labels(const connection_type&) const;
+//       // No I/O, asked right after a successful reset() of that connection. true: that
+//       // reset returned every session setting to the server's default (DISCARD ALL,
+//       // mysql_reset_connection), so the pool forgets the connection's label. Absent or
+//       // false: labels survive resets.
 //
 // Thread-safety: the pool may call the factory's members from several threads at once,
 // but never two members on the same connection at once.
@@ -106,8 +107,8 @@ concept has_apply = requires(F& f, typename F::connection_type& c, const label& 
 };
 
 template <class F>
-concept has_reset_clears_labels = requires(const F& f) {
-    { f.reset_clears_labels() } -> std::convertible_to<bool>;
+concept has_reset_clears_labels = requires(const F& f, const typename F::connection_type& c) {
+    { f.reset_clears_labels(c) } -> std::convertible_to<bool>;
 };
 
 template <class F>

@@ -51,7 +51,7 @@ struct label_factory : fake_factory {
         return true;
     }
 
-    bool reset_clears_labels() const { return true; }
+    bool reset_clears_labels(const fake_connection&) const { return true; }
 
     bool reset(fake_connection& c, error_info&) {
         std::lock_guard lk(srv->m);

@@ -169,7 +169,7 @@ void pool_core<Factory, Clock>::run_reset(slot_type& s, bool go) noexcept {
     if constexpr (has_reset_clears_labels<Factory>) {
         // A full reset returns the session to the server's defaults: its label goes too.
         // Any other reset leaves the settings, and the label with them.
-        if (ok && go && s.label_hash.load(std::memory_order_relaxed) != 0 && factory_.reset_clears_labels()) {
+        if (ok && go && s.label_hash.load(std::memory_order_relaxed) != 0 && factory_.reset_clears_labels(*s.conn)) {
             s.current_label = label{};
             s.label_hash.store(0, std::memory_order_relaxed);
         }

@@ -60,6 +60,9 @@ public:
           raw_used_(std::exchange(other.raw_used_, false)),
           session_changed_(std::exchange(other.session_changed_, false)),
           schema_changed_(std::exchange(other.schema_changed_, false)),
+          label_schema_(std::exchange(other.label_schema_, false)),
+          settings_reset_(std::exchange(other.settings_reset_, false)),
+          role_set_(std::exchange(other.role_set_, false)),
           last_error_(std::move(other.last_error_)),
           init_commands_(std::move(other.init_commands_)),
           database_(std::move(other.database_)),
@@ -75,6 +78,9 @@ public:
             raw_used_ = std::exchange(other.raw_used_, false);
             session_changed_ = std::exchange(other.session_changed_, false);
             schema_changed_ = std::exchange(other.schema_changed_, false);
+            label_schema_ = std::exchange(other.label_schema_, false);
+            settings_reset_ = std::exchange(other.settings_reset_, false);
+            role_set_ = std::exchange(other.role_set_, false);
             last_error_ = std::move(other.last_error_);
             init_commands_ = std::move(other.init_commands_);
             database_ = std::move(other.database_);
@@ -261,7 +267,9 @@ private:
 
     bool start(std::string_view sql, error_info& err) {
         used_ = true;
-        if (detail::leaves_untracked_state(sql)) session_changed_ = true;
+        const auto dirt = detail::untracked_state(sql);
+        if (dirt.state) session_changed_ = true;
+        if (dirt.role) role_set_ = true;
         if (handle_ == nullptr) {
             err = record_error();
             return false;
@@ -302,6 +310,13 @@ private:
     bool raw_used_ = false;         // native_handle() was called: anything may have happened
     bool session_changed_ = false;  // the server flagged a change, or the text implies one
     bool schema_changed_ = false;   // the default schema may differ from the configured one
+    // A label's apply() selected another schema: not dirt (the label says so), but a full
+    // reset, which keeps the current schema, must select the configured one again.
+    bool label_schema_ = false;
+    // The last reset ran COM_RESET_CONNECTION: every session setting, a label's too, is gone.
+    bool settings_reset_ = false;
+    // A label or a lease may have set a role, which COM_RESET_CONNECTION keeps.
+    bool role_set_ = false;
     error_info last_error_;
     // Set by the factory: run again after reset_connection wiped session variables.
     std::vector<std::string> init_commands_;

@@ -11,6 +11,7 @@
 #include <connpool/mysql/detail/library.hpp>
 #include <connpool/mysql/detail/steps.hpp>
 #include <connpool/mysql/error.hpp>
+#include <connpool/mysql/labels.hpp>
 #include <connpool/mysql/options.hpp>
 
 #include <mysql.h>
@@ -178,8 +179,48 @@ public:
         if (full && !full_reset(c, err)) return false;
         if (rollback && !step(c, detail::rollback_step(c.handle_, deadline(c)), "ROLLBACK", err)) return false;
         c.mark_clean();
+        c.settings_reset_ = full;
         return true;
     }
+
+    // Labels (mysql/labels.hpp): only the settings that differ, each round trip bounded by
+    // connect_options::reset_timeout. Not session dirt: the pool knows the label, so a
+    // return does not pay a reset for it. False (err names the step, and the setting when
+    // it cannot be sent): the pool closes the connection, as its settings are unknown.
+    bool apply(connection& c, const label& from, const label& to, error_info& err) {
+        if (c.broken()) {
+            err = {make_error_code(errc::reset_failed), "apply label failed: connection is broken"};
+            return false;
+        }
+        const auto plan = detail::statements_for(c.handle_, from, to, c.database_);
+        if (!plan.bad_setting.empty()) {
+            err = {make_error_code(errc::reset_failed),
+                   "apply label failed: setting " + plan.bad_setting +
+                       (detail::is_schema_setting(plan.bad_setting)
+                            ? ": no way back to no default schema (set connect_options::database)"
+                            : ": cannot be sent")};
+            return false;
+        }
+        constexpr const char* what = "apply label failed";
+        if (plan.schema) {
+            if (!step(c, detail::select_db_step(c.handle_, plan.schema->c_str(), deadline(c)), "select schema", err,
+                      what))
+                return false;
+            c.label_schema_ = *plan.schema != c.database_;
+        }
+        if (!plan.role.empty()) {
+            if (!step(c, detail::statement_step(c.handle_, plan.role, deadline(c)), "SET ROLE", err, what)) return false;
+            c.role_set_ = to.find("role") != nullptr;
+        }
+        if (!plan.variables.empty() &&
+            !step(c, detail::statement_step(c.handle_, plan.variables, deadline(c)), "SET", err, what))
+            return false;
+        return true;
+    }
+
+    // After a reset of c: true when it was a full one (COM_RESET_CONNECTION), which returns
+    // every session setting to the server's default; a ROLLBACK keeps them.
+    bool reset_clears_labels(const connection& c) const noexcept { return c.settings_reset_; }
 
     // No I/O: true when the connection saw a connection-level error and must be closed.
     // With credentials and retire_on_rotation: also when the connection was opened with a
@@ -293,12 +334,19 @@ private:
         return std::chrono::steady_clock::now() + c.reset_timeout_;
     }
 
-    // COM_RESET_CONNECTION, then the init commands again (it reset session variables, the
-    // state-change flag among them), then the configured schema when a lease changed it
-    // (COM_RESET_CONNECTION keeps the current one).
+    // COM_RESET_CONNECTION, then SET ROLE NONE when a role may be set (COM_RESET_CONNECTION
+    // keeps it), then the init commands again (it reset session variables, the state-change
+    // flag among them), then the configured schema when a lease changed it (it keeps the
+    // current one too) or a label selected another.
     bool full_reset(connection& c, error_info& err) {
-        const bool schema_changed = c.schema_changed_;
+        const bool schema_changed = c.schema_changed_ || c.label_schema_;
         if (!step(c, detail::reset_connection_step(c.handle_, deadline(c)), "COM_RESET_CONNECTION", err)) return false;
+        // native_handle() may have set one too; Oracle's 5.7 has no roles to reset.
+        if (c.role_set_ || (c.raw_used_ && CONNPOOL_MYSQL_MARIADB)) {
+            if (!step(c, detail::statement_step(c.handle_, "SET ROLE NONE", deadline(c)), "SET ROLE NONE", err))
+                return false;
+            c.role_set_ = false;
+        }
         for (const auto& cmd : c.init_commands_) {
             if (!step(c, detail::statement_step(c.handle_, cmd, deadline(c)), "init command", err)) return false;
         }
@@ -311,20 +359,22 @@ private:
             }
             if (!step(c, detail::select_db_step(c.handle_, c.database_.c_str(), deadline(c)), "select schema", err))
                 return false;
+            c.label_schema_ = false;
         }
         return true;
     }
 
-    // label names the step in the message; an init command's text stays out of it.
-    static bool step(connection& c, detail::step_result r, const char* label, error_info& err) {
+    // name names the step in the message; an init command's text stays out of it.
+    static bool step(connection& c, detail::step_result r, const char* name, error_info& err,
+                     const char* what = "reset failed") {
         if (r == detail::step_result::ok) return true;
         c.mark_broken();
         if (r == detail::step_result::timed_out) {
             err = {make_error_code(errc::reset_failed),
-                   std::string("reset failed: ") + label + ": no answer within reset_timeout"};
+                   std::string(what) + ": " + name + ": no answer within reset_timeout"};
             return false;
         }
-        error_info e = c.record_error(std::string("reset failed: ") + label);
+        error_info e = c.record_error(std::string(what) + ": " + name);
         err = {make_error_code(errc::reset_failed), std::move(e.message)};
         return false;
     }

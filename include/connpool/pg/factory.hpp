@@ -256,7 +256,7 @@ public:
 
     // DISCARD ALL (or a reset_sql that says RESET ALL or DISCARD ALL) returns every setting
     // to its default, so the pool forgets the label; a rollback-only reset keeps both.
-    bool reset_clears_labels() const {
+    bool reset_clears_labels(const connection&) const {
         if (options_.reset == reset_policy::discard_all) return true;
         if (options_.reset != reset_policy::custom_sql) return false;
         std::string sql = options_.reset_sql;

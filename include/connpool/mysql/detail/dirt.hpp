@@ -16,6 +16,9 @@ namespace connpool::mysql::detail {
 // GET_LOCK, BACKUP LOCK, FLUSH ... WITH READ LOCK), CALL, HANDLER, XA, ":=", and INTO together
 // with an '@' count as dirt.
 //
+// SET ROLE is flagged, but COM_RESET_CONNECTION keeps the current role (MariaDB 10.11), so a
+// statement with the word ROLE is noted apart: the full reset then sends SET ROLE NONE.
+//
 // Errs towards "dirty": a literal or a column named "blocked" costs one needless reset, never
 // a leak. Comments and string literals are not skipped for the same reason.
 inline bool ascii_iequal(std::string_view a, std::string_view upper) noexcept {
@@ -33,16 +36,22 @@ inline bool ascii_icontains(std::string_view haystack, std::string_view upper) n
     return false;
 }
 
+struct untracked {
+    bool state = false;  // untracked state, or a role: the return needs a full reset
+    bool role = false;   // the full reset must also send SET ROLE NONE
+};
+
 // Runs on every helper statement, so it allocates nothing and reads the text once.
-inline bool leaves_untracked_state(std::string_view sql) noexcept {
+inline untracked untracked_state(std::string_view sql) noexcept {
+    untracked out;
     bool into = false;
     bool at = false;
     std::size_t word_start = std::string_view::npos;
-    auto word_is_dirt = [&](std::string_view word) {
-        if (ascii_icontains(word, "LOCK")) return true;
-        if (ascii_iequal(word, "CALL") || ascii_iequal(word, "HANDLER") || ascii_iequal(word, "XA")) return true;
-        if (ascii_iequal(word, "INTO")) into = true;
-        return false;
+    auto word = [&](std::string_view w) {
+        if (ascii_icontains(w, "LOCK")) out.state = true;
+        if (ascii_iequal(w, "CALL") || ascii_iequal(w, "HANDLER") || ascii_iequal(w, "XA")) out.state = true;
+        if (ascii_iequal(w, "ROLE")) out.state = out.role = true;
+        if (ascii_iequal(w, "INTO")) into = true;
     };
     for (std::size_t i = 0; i <= sql.size(); ++i) {
         const unsigned char ch = i < sql.size() ? static_cast<unsigned char>(sql[i]) : ' ';
@@ -51,14 +60,17 @@ inline bool leaves_untracked_state(std::string_view sql) noexcept {
             continue;
         }
         if (word_start != std::string_view::npos) {
-            if (word_is_dirt(sql.substr(word_start, i - word_start))) return true;
+            word(sql.substr(word_start, i - word_start));
             word_start = std::string_view::npos;
         }
         if (ch == '@') at = true;
-        if (ch == ':' && i + 1 < sql.size() && sql[i + 1] == '=') return true;
+        if (ch == ':' && i + 1 < sql.size() && sql[i + 1] == '=') out.state = true;
     }
-    return into && at;
+    if (into && at) out.state = true;
+    return out;
 }
+
+inline bool leaves_untracked_state(std::string_view sql) noexcept { return untracked_state(sql).state; }
 
 }  // namespace connpool::mysql::detail
 
