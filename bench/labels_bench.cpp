@@ -1,13 +1,20 @@
 // Labels over PostgreSQL: 8 labels (search_path=cpt_bench_<i>, TimeZone) over a pool of 8,
-// 8 threads, a random label per request that then runs SELECT 1. Throughput with
+// 2, 4 and 8 threads, a random label per request that then runs SELECT 1. Throughput with
 // settings-aware reuse (acquire(label)) against applying the settings on every acquire
 // (a plain acquire, then SET ... for the request's label), in one run.
+//
+// With as many threads as connections, almost every connection is out at any moment: the
+// one carrying the label asked for is rarely idle, so most acquires move a connection to
+// another label (one round trip, as the SET would), and reuse saves little. With fewer
+// threads, idle connections carry most labels, and the SET is saved on most requests.
 //
 // CONNPOOL_PG_CONNINFO from the environment (bench/run.sh); CONNPOOL_BENCH_LABELS_MS sets
 // each phase's length (default 3000).
 #include <connpool/pg.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -23,15 +30,28 @@ namespace pg = connpool::pg;
 struct phase {
     double per_second = 0;
     std::size_t errors = 0;
+    double applies_per_request = 0;
 };
 
-phase run(const std::string& conninfo, bool reuse, std::chrono::milliseconds span) {
+// pg::factory with its apply() calls counted: how often reuse missed.
+struct counting_factory : pg::factory {
+    explicit counting_factory(pg::factory f) : pg::factory(std::move(f)) {}
+    std::shared_ptr<std::atomic<std::size_t>> applies = std::make_shared<std::atomic<std::size_t>>(0);
+    bool apply(pg::connection& c, const connpool::label& from, const connpool::label& to, connpool::error_info& e) {
+        applies->fetch_add(1, std::memory_order_relaxed);
+        return pg::factory::apply(c, from, to, e);
+    }
+};
+
+phase run(const std::string& conninfo, bool reuse, int threads, std::chrono::milliseconds span) {
     connpool::options o;
     o.max_size = 8;
     o.min_idle = 8;
     o.acquire_timeout = std::chrono::seconds(30);
     o.reset_on_return = false;
-    pg::pool pool(pg::factory(conninfo), o);
+    counting_factory f(pg::factory{conninfo});
+    auto applies = f.applies;
+    connpool::basic_pool<counting_factory> pool(std::move(f), o);
     std::vector<connpool::label> labels;
     std::vector<std::string> set_sql;
     for (int i = 0; i < 8; ++i) {
@@ -42,7 +62,7 @@ phase run(const std::string& conninfo, bool reuse, std::chrono::milliseconds spa
     std::atomic<bool> stop{false};
     std::atomic<std::size_t> done{0}, errors{0};
     std::vector<std::thread> ts;
-    for (int t = 0; t < 8; ++t) {
+    for (int t = 0; t < threads; ++t) {
         ts.emplace_back([&, t] {
             std::mt19937 rng(static_cast<unsigned>(t));
             while (!stop.load(std::memory_order_relaxed)) {
@@ -68,7 +88,8 @@ phase run(const std::string& conninfo, bool reuse, std::chrono::milliseconds spa
     stop = true;
     for (auto& t : ts) t.join();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return {static_cast<double>(done) / secs, errors};
+    return {static_cast<double>(done) / secs, errors,
+            static_cast<double>(applies->load()) / static_cast<double>(std::max<std::size_t>(done, 1))};
 }
 
 }  // namespace
@@ -81,9 +102,13 @@ int main() {
     }
     const char* ms = std::getenv("CONNPOOL_BENCH_LABELS_MS");
     const std::chrono::milliseconds span(ms != nullptr ? std::atol(ms) : 3000);
-    const phase reuse = run(ci, true, span);
-    const phase every = run(ci, false, span);
-    std::printf("%-32s %12s %8s\n", "case", "requests/s", "errors");
-    std::printf("%-32s %12.0f %8zu\n", "settings-aware reuse", reuse.per_second, reuse.errors);
-    std::printf("%-32s %12.0f %8zu\n", "SET on every acquire", every.per_second, every.errors);
+    std::printf("%-8s %-24s %12s %8s %16s\n", "threads", "case", "requests/s", "errors", "applies/request");
+    for (int threads : {2, 4, 8}) {
+        const phase reuse = run(ci, true, threads, span);
+        const phase every = run(ci, false, threads, span);
+        std::printf("%-8d %-24s %12.0f %8zu %16.2f\n", threads, "settings-aware reuse", reuse.per_second, reuse.errors,
+                    reuse.applies_per_request);
+        std::printf("%-8d %-24s %12.0f %8zu\n", threads, "SET on every acquire", every.per_second, every.errors);
+        std::printf("%-8d %-24s %12.2f\n", threads, "ratio", reuse.per_second / every.per_second);
+    }
 }

@@ -1,6 +1,9 @@
 // Tenants over PostgreSQL: one tenant floods (32 threads), one is light (2 threads), on a
-// pool of 4. The light tenant's acquire wait (p50, p99) alone, with both and no quotas, and
-// with both and quotas (flood: quota 3, light: quota 1; equal weights), in one run.
+// pool of 4. The light tenant's acquire wait (p50, p99), in one run: alone; with the flood
+// and no tenants configured; with both tenants configured, equal weights and no quotas
+// (fair queuing only); with quotas 2+2 (the flood cannot take what the light tenant needs:
+// its two threads never queue behind the flood); and with quotas 3+1 (the light tenant's
+// two threads share its one connection, so they wait for each other, not for the flood).
 //
 // Each request: acquire, SELECT pg_sleep(0.0005), return. Connection facts come from the
 // environment tests/support/pg/start-servers.sh writes (bench/run.sh sources it):
@@ -33,16 +36,21 @@ double pct(std::vector<std::int64_t>& v, double q) {
     return static_cast<double>(v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))]) / 1000.0;
 }
 
-result run(const std::string& conninfo, int flood_threads, bool quotas, std::chrono::milliseconds span) {
+struct tenant_setup {
+    bool configured = false;
+    std::size_t flood_quota = 0, light_quota = 0;  // 0: no quota
+};
+
+result run(const std::string& conninfo, int flood_threads, tenant_setup setup, std::chrono::milliseconds span) {
     connpool::options o;
     o.max_size = 4;
     o.min_idle = 4;
     o.acquire_timeout = std::chrono::seconds(30);
     pg::pool pool(pg::factory(conninfo), o);
     const connpool::tenant_id flood{1}, light{2};
-    if (quotas) {
-        pool.add_tenant(flood, {.quota = 3, .weight = 1, .fail_at_quota = false, .name = "flood"});
-        pool.add_tenant(light, {.quota = 1, .weight = 1, .fail_at_quota = false, .name = "light"});
+    if (setup.configured) {
+        pool.add_tenant(flood, {.quota = setup.flood_quota, .weight = 1, .fail_at_quota = false, .name = "flood"});
+        pool.add_tenant(light, {.quota = setup.light_quota, .weight = 1, .fail_at_quota = false, .name = "light"});
     }
     { std::vector<pg::pool::lease_type> warm; for (int i = 0; i < 4; ++i) warm.push_back(pool.acquire()); }
     std::atomic<bool> stop{false};
@@ -89,10 +97,14 @@ int main() {
     const struct {
         const char* name;
         int flood;
-        bool quotas;
-    } cases[] = {{"light alone", 0, false}, {"flood 32, no quotas", 32, false}, {"flood 32, quotas 3+1", 32, true}};
+        tenant_setup setup;
+    } cases[] = {{"light alone", 0, {}},
+                 {"flood 32, no tenants", 32, {}},
+                 {"flood 32, weights 1:1", 32, {true, 0, 0}},
+                 {"flood 32, quotas 2+2", 32, {true, 2, 2}},
+                 {"flood 32, quotas 3+1", 32, {true, 3, 1}}};
     for (const auto& c : cases) {
-        const result r = run(ci, c.flood, c.quotas, span);
+        const result r = run(ci, c.flood, c.setup, span);
         std::printf("%-24s %12.0f %12.0f %14zu %14zu\n", c.name, r.p50_us, r.p99_us, r.light_requests, r.flood_requests);
     }
 }
