@@ -157,6 +157,13 @@ if want pg; then
             (set -a; . "$pg_env"; set +a; CONNPOOL_BENCH_MIN_TIME=0.2 reps=15 run_bench pg_confirm \
                 "$bin/connpool_bench_pg" --benchmark_repetitions=15 \
                 '--benchmark_filter=pg/(tcp|unix)/(dedicated/.*threads:(2|4)|connpool/size:2/.*threads:2|connpool/size:4/.*threads:(2|4|32)|textbook/size:4/.*threads:32)$')
+            # Tenants and labels print tables of their own (bench/README.md, "0.2 tenants and labels").
+            for plain in tenants labels; do
+                [[ -x $bin/connpool_bench_$plain ]] || continue
+                log "running $plain"
+                (set -a; . "$pg_env"; set +a; "${runner[@]}" "$bin/connpool_bench_$plain" >"$results/$plain.txt" 2>&1) ||
+                    { log "$plain failed; its output:"; tail -n 30 "$results/$plain.txt" >&2; }
+            done
             "$root/tests/support/pg/stop-servers.sh" "$pg_env" || true
         else
             log "PostgreSQL did not start:"; cat "$work/pg-start.log" >&2
