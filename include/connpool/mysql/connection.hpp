@@ -129,7 +129,8 @@ public:
     // True when the session may hold state that outlives a transaction: the server flagged
     // a change (session variable, user variable, temporary table, prepared statement,
     // schema), a helper ran a statement whose state the server does not flag (LOCK TABLES,
-    // GET_LOCK, an assignment inside a SELECT, CALL), or native_handle() was used.
+    // GET_LOCK, an assignment inside a SELECT, CALL) or that names a ROLE, or native_handle()
+    // was used.
     bool session_changed() const noexcept { return session_changed_ || raw_used_ || schema_changed_; }
 
     // True when the server's last reply said a transaction is open.

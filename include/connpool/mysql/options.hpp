@@ -24,8 +24,10 @@ enum class reset_policy {
     reset_if_dirty,
     // mysql_reset_connection (COM_RESET_CONNECTION): rolls back an open transaction, drops
     // temporary tables, clears user variables, deallocates prepared statements, releases
-    // locks and resets session variables, then runs the init commands again. Two or more
-    // round trips, whenever the lease touched the connection at all.
+    // locks and resets session variables, then runs the init commands again. It keeps the
+    // current role and schema, so the factory also sends SET ROLE NONE when a role may have
+    // been set, and selects the configured schema when a lease or a label changed it. Two
+    // or more round trips, whenever the lease touched the connection at all.
     reset_connection,
     // ROLLBACK, and only when the server's last status says a transaction is open. Keeps
     // user variables, temporary tables, prepared statements and session settings: cheaper,

@@ -1,6 +1,7 @@
 // connpool::mysql::factory and connection against a real MariaDB, without a pool: connect
 // (blocking and Asio), errors, TLS, timeouts, ping, reset policies, broken detection.
 #include "connpool_catch.hpp"
+#include "mysql/mysql_connect.hpp"
 #include "mysql/mysql_env.hpp"
 
 #include <connpool/mysql/factory.hpp>
@@ -14,19 +15,12 @@
 
 using namespace std::chrono_literals;
 namespace mysql = connpool::mysql;
+using connpool_test::mysql::connect_or_fail;
 using connpool_test::mysql::shared_server;
 
 namespace {
 
 const connpool::connect_request request{5s, 0};
-
-mysql::connection connect_or_fail(mysql::factory& f) {
-    connpool::error_info err;
-    auto c = f.connect(request, err);
-    INFO(err.message);
-    REQUIRE(c.has_value());
-    return std::move(*c);
-}
 
 #if CONNPOOL_MYSQL_NONBLOCKING
 // Runs one async_connect on a fresh io_context and returns what the handler got.

@@ -4,6 +4,7 @@
 // forgets the label and a ROLLBACK keeps it, and a failing apply closes the connection
 // while the caller still gets a usable one.
 #include "connpool_catch.hpp"
+#include "mysql/mysql_connect.hpp"
 #include "mysql/mysql_env.hpp"
 
 #include <connpool/mysql.hpp>
@@ -16,6 +17,7 @@
 
 using namespace std::chrono_literals;
 namespace mysql = connpool::mysql;
+using connpool_test::mysql::connect_or_fail;
 using connpool_test::mysql::shared_server;
 
 namespace {
@@ -249,13 +251,12 @@ TEST_CASE("apply() names the setting it cannot send, and goes back to no schema 
     auto o = shared_server().tcp();
     o.database.clear();
     mysql::factory f(o);
+    auto c = connect_or_fail(f);
     connpool::error_info err;
-    auto c = f.connect(connpool::connect_request{5s, 0}, err);
-    REQUIRE(c);
     const connpool::label in_a{{"database", "cpt_label_a"}};
-    REQUIRE(f.apply(*c, {}, in_a, err));
-    CHECK(value(*c, "SELECT DATABASE()") == "cpt_label_a");
-    CHECK_FALSE(f.apply(*c, in_a, {}, err));
+    REQUIRE(f.apply(c, {}, in_a, err));
+    CHECK(value(c, "SELECT DATABASE()") == "cpt_label_a");
+    CHECK_FALSE(f.apply(c, in_a, {}, err));
     CHECK(err.code == connpool::errc::reset_failed);
     CHECK(err.message.find("setting database") != std::string::npos);
     CHECK(err.message.find("connect_options::database") != std::string::npos);
@@ -275,11 +276,9 @@ TEST_CASE("label values go as numbers when they are numbers and as escaped strin
     CHECK(mysql::detail::quoted_identifier("a`b") == "`a``b`");
     CHECK_FALSE(mysql::detail::quoted_identifier(std::string("a\0b", 3)));
     mysql::factory f(shared_server().tcp());
-    connpool::error_info err;
-    auto c = f.connect(connpool::connect_request{5s, 0}, err);
-    REQUIRE(c);
+    auto c = connect_or_fail(f);
     const auto plan = mysql::detail::statements_for(
-        c->native_handle(), connpool::label{{"role", "r"}, {"sql_mode", "old"}},
+        c.native_handle(), connpool::label{{"role", "r"}, {"sql_mode", "old"}},
         connpool::label{{"sql_mode", "it's"}, {"wait_timeout", "100"}, {"database", "cpt_label_a"}}, "connpool_test");
     CHECK(plan.bad_setting.empty());
     CHECK(plan.schema == "cpt_label_a");

@@ -3,6 +3,7 @@
 // (counted with the server's Com_* status counters), and every reset step and ping is bounded
 // in time against a frozen server (SIGSTOP).
 #include "connpool_catch.hpp"
+#include "mysql/mysql_connect.hpp"
 #include "mysql/mysql_env.hpp"
 
 #include <connpool/mysql.hpp>
@@ -17,20 +18,11 @@
 
 using namespace std::chrono_literals;
 namespace mysql = connpool::mysql;
+using connpool_test::mysql::connect_or_fail;
 using connpool_test::mysql::eventually;
 using connpool_test::mysql::shared_server;
 
 namespace {
-
-const connpool::connect_request request{5s, 0};
-
-mysql::connection connect_or_fail(mysql::factory& f) {
-    connpool::error_info err;
-    auto c = f.connect(request, err);
-    INFO(err.message);
-    REQUIRE(c.has_value());
-    return std::move(*c);
-}
 
 // The server's global counters of the commands that a reset sends: COM_RESET_CONNECTION and
 // COM_PING count as Com_admin_commands, ROLLBACK as Com_rollback, an init command's SET as

@@ -16,8 +16,8 @@ namespace connpool::mysql::detail {
 // GET_LOCK, BACKUP LOCK, FLUSH ... WITH READ LOCK), CALL, HANDLER, XA, ":=", and INTO together
 // with an '@' count as dirt.
 //
-// SET ROLE is flagged, but COM_RESET_CONNECTION keeps the current role (MariaDB 10.11), so a
-// statement with the word ROLE is noted apart: the full reset then sends SET ROLE NONE.
+// The word ROLE counts as dirt too, and is noted apart: COM_RESET_CONNECTION keeps the
+// current role (measured on MariaDB 10.11), so the full reset then also sends SET ROLE NONE.
 //
 // Errs towards "dirty": a literal or a column named "blocked" costs one needless reset, never
 // a leak. Comments and string literals are not skipped for the same reason.
