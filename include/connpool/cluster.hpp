@@ -23,7 +23,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -61,8 +60,10 @@ public:
     using connection_type = typename Factory::connection_type;
     using executor_type = asio::any_io_executor;
     // For read_fresh: reads the position a standby connection has replayed (none: unknown),
-    // so that a standby the last probe saw behind can still serve a fresh read.
-    using position_check = std::function<std::optional<std::uint64_t>(connection_type&)>;
+    // so that a standby the last probe saw behind can still serve a fresh read. It must
+    // return within the timeout (what the acquire has left): a frozen standby must not hold
+    // the caller past its deadline.
+    using position_check = std::function<std::optional<std::uint64_t>(connection_type&, std::chrono::milliseconds)>;
 
     // Pools run their background work on their own threads (see pool's constructors).
     basic_cluster(std::vector<cluster_host<Factory>> hosts, cluster_options copts = {}, options pool_opts = {},
@@ -270,17 +271,21 @@ private:
             }
             if (l && c.verify) {
                 // read_fresh on a standby the probes saw behind: ask the connection itself.
-                const std::optional<std::uint64_t> pos = check_(*l);
+                const auto check_left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+                const auto pos = check_left.count() > 0 ? check_(*l, check_left) : std::nullopt;
                 if (pos && *pos >= r.token.position) {
                     note_position(i, *pos);
                     return lease_type(std::move(l), tags_[i], role);
                 }
-                l.release();
+                // No answer may be a result cut off by the deadline, which leaves the connection
+                // unusable, and a factory need not be able to tell: close it.
+                if (pos) l.release();
+                else l.discard();
                 excluded[i] = true;
                 continue;
             }
             if (l) return lease_type(std::move(l), tags_[i], role);
-            const std::string who = (role == host_role::primary ? "primary " : "standby ") + tags_[i]->name;
+            const std::string who = detail::host_label(role, tags_[i]->name);
             if (!is_connect_failure(e.code) || r.kind == intent_kind::write) {
                 // Another host cannot serve a write, and an exhausted pool is not the host's fault.
                 if (is_connect_failure(e.code)) wake(i);
@@ -325,8 +330,7 @@ private:
                                slot, asio::bind_executor(ex, [h = std::move(handler), info, tag, role, diag](
                                                                  error_code ec, pool_lease_type l) mutable {
                                    if (ec && diag) {
-                                       const char* who = role == host_role::primary ? "primary " : "standby ";
-                                       *diag = error_info{ec, who + tag->name + ": " + info->what()};
+                                       *diag = error_info{ec, detail::host_label(role, tag->name) + ": " + info->what()};
                                    }
                                    std::move(h)(ec, lease_type(std::move(l), std::move(tag), role));
                                })));
@@ -381,9 +385,9 @@ private:
                 const auto now = std::chrono::steady_clock::now();
                 std::optional<std::chrono::milliseconds> behind_for;
                 if (p.role == host_role::primary) {
-                    note_primary_position_locked(i, p.position, now);
+                    history_.note(i, p.position, now);
                 } else if (p.role == host_role::standby && primary_position) {
-                    behind_for = behind_for_locked(p.position, now);
+                    behind_for = history_.behind_for(p.position, now);
                 }
                 detail::apply_probe(status_[i], p, rtt, primary_position, copts_, behind_for);
                 in_flight_[i] = false;
@@ -397,30 +401,6 @@ private:
             cv_.wait_for(lk, copts_.refresh_interval, [&] { return stopping_ || wake_[i]; });
             if (stopping_) return;
         }
-    }
-
-    // The primary's positions over time, so that a standby's time lag can be read off our own
-    // clock: how long ago the primary first went past the standby's replayed position.
-    void note_primary_position_locked(std::size_t host, std::uint64_t pos, std::chrono::steady_clock::time_point now) {
-        if (history_host_ != host) {
-            history_.clear();  // a new primary: its positions start a new history
-            history_host_ = host;
-        }
-        if (history_.empty() || pos > history_.back().second) history_.emplace_back(now, pos);
-        // Bounded: a standby further behind than the oldest sample is reported as lagging since
-        // then, which is still more than any sensible max_replica_lag.
-        while (history_.size() > 4096 || (history_.size() > 1 && now - history_.front().first > std::chrono::hours(1))) {
-            history_.pop_front();
-        }
-    }
-
-    // None when the history cannot tell (no sample, or the standby is not behind any sample).
-    std::optional<std::chrono::milliseconds> behind_for_locked(std::uint64_t pos,
-                                                               std::chrono::steady_clock::time_point now) const {
-        for (const auto& [when, primary_pos] : history_) {
-            if (primary_pos > pos) return std::chrono::duration_cast<std::chrono::milliseconds>(now - when);
-        }
-        return std::nullopt;
     }
 
     void stop_probers() {
@@ -449,8 +429,7 @@ private:
     std::vector<host_status> status_;
     std::vector<bool> wake_;
     std::vector<bool> in_flight_;
-    std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> history_;
-    std::size_t history_host_ = static_cast<std::size_t>(-1);
+    detail::primary_history history_;
     bool stopping_ = false;
 
     // Last: started after everything they read, joined in the destructor before it goes.

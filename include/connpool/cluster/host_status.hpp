@@ -44,10 +44,14 @@ struct host_status {
     std::chrono::microseconds rtt{0};
     // Leases from this host not yet returned.
     std::size_t outstanding = 0;
-    // A standby that reads may go to now: up and within max_replica_lag.
+    // A standby that reads may go to now: up and within max_replica_lag and
+    // max_replica_lag_bytes.
     bool readable = false;
-    // Why the host is not readable or not writable, for messages ("in recovery",
-    // "lag 4.2 s > max_replica_lag 1 s", "down: connection refused"); empty when usable.
+    // What keeps the host out of routing, worded to follow "host <name> " in messages:
+    // "lags 4.2 s > max_replica_lag 1.0 s" (or "lags <n> bytes > max_replica_lag_bytes <m>")
+    // for a lagging standby, "is down: connection refused", "is not probed yet". Empty for a
+    // primary and a readable standby; a standby's "is in recovery" in write errors is not
+    // kept here (routing says it).
     std::string note;
     // The last probe's error, kept after the host comes back for diagnosis.
     std::string last_error;

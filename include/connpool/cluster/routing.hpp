@@ -15,9 +15,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace connpool::detail {
@@ -98,6 +100,45 @@ inline std::string describe_for_read(const host_status& h) {
     }
     return "host " + h.name;
 }
+
+// "primary a", "standby b", or "host c" when no probe has said which: never a guessed role.
+// How the cluster names the host an acquire failed on.
+inline std::string host_label(host_role role, const std::string& name) {
+    return (role == host_role::primary ? "primary " : role == host_role::standby ? "standby " : "host ") + name;
+}
+
+// The primary's positions over time, so that a standby's time lag can be read off the
+// cluster's own clock: how long ago the primary first went past the standby's replayed
+// position. The cluster keeps one under its lock.
+class primary_history {
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+
+    void note(std::size_t host, std::uint64_t pos, time_point now) {
+        if (host_ != host) {
+            samples_.clear();  // a new primary: its positions start a new history
+            host_ = host;
+        }
+        if (samples_.empty() || pos > samples_.back().second) samples_.emplace_back(now, pos);
+        // Bounded: a standby further behind than the oldest sample is reported as lagging since
+        // then, which is still more than any sensible max_replica_lag.
+        while (samples_.size() > 4096 || (samples_.size() > 1 && now - samples_.front().first > std::chrono::hours(1))) {
+            samples_.pop_front();
+        }
+    }
+
+    // None when the history cannot tell (no sample, or the standby is not behind any sample).
+    std::optional<std::chrono::milliseconds> behind_for(std::uint64_t pos, time_point now) const {
+        for (const auto& [when, primary_pos] : samples_) {
+            if (primary_pos > pos) return std::chrono::duration_cast<std::chrono::milliseconds>(now - when);
+        }
+        return std::nullopt;
+    }
+
+private:
+    std::deque<std::pair<time_point, std::uint64_t>> samples_;
+    std::size_t host_ = static_cast<std::size_t>(-1);
+};
 
 // What choose_host decided.
 struct routing_choice {
@@ -196,7 +237,8 @@ routing_choice choose_host(const std::vector<host_status>& hs, const route& r, c
         for (std::size_t i = 0; i < hs.size(); ++i) {
             if (usable(i) && hs[i].role == host_role::standby && hs[i].readable) candidates.push_back(i);
         }
-        if (r.kind == intent_kind::read_fresh && !(can_verify && !candidates.empty())) candidates.clear();
+        // A standby not known to have replayed the token serves it only if checked first.
+        if (r.kind == intent_kind::read_fresh && !can_verify) candidates.clear();
         out.verify = r.kind == intent_kind::read_fresh && !candidates.empty();
     }
     if (!candidates.empty()) {
@@ -205,7 +247,6 @@ routing_choice choose_host(const std::vector<host_status>& hs, const route& r, c
     }
     if (o.read_from_primary && one_primary) {
         out.host = primaries.front();
-        out.verify = false;
         return out;
     }
     out.code = make_error_code(cluster_errc::no_host);

@@ -82,7 +82,7 @@ private:
     }
 
     static position_check check() {
-        return [](connection& c) { return replayed_position(c); };
+        return [](connection& c, std::chrono::milliseconds timeout) { return replayed_position(c, timeout); };
     }
 
     std::vector<cluster_member> members_;

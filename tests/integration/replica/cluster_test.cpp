@@ -9,7 +9,11 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <signal.h>
+
 #include <atomic>
+#include <fstream>
+#include <future>
 #include <map>
 #include <set>
 #include <string>
@@ -55,6 +59,33 @@ struct paused_replay {
     paused_replay(const paused_replay&) = delete;
     paused_replay& operator=(const paused_replay&) = delete;
 };
+
+// SIGSTOP on the given processes until destroyed or thawed (SIGCONT on every path): a server
+// that accepts bytes and never answers, unlike a dead one.
+class frozen {
+public:
+    explicit frozen(std::vector<int> pids) : pids_(std::move(pids)) {
+        for (int pid : pids_) REQUIRE(::kill(pid, SIGSTOP) == 0);
+    }
+    ~frozen() { thaw(); }
+    void thaw() {
+        for (int pid : pids_) ::kill(pid, SIGCONT);
+        pids_.clear();
+    }
+    frozen(const frozen&) = delete;
+    frozen& operator=(const frozen&) = delete;
+
+private:
+    std::vector<int> pids_;
+};
+
+int postmaster_pid(int node) {
+    std::ifstream in(env()["CONNPOOL_REPLICA_STATE_DIR"] + "/n" + std::to_string(node) + "/postmaster.pid");
+    int pid = 0;
+    in >> pid;
+    REQUIRE(pid > 0);
+    return pid;
+}
 
 void make_table(connpool::pg::cluster& c, const std::string& name) {
     auto w = c.acquire(intent::write);
@@ -218,6 +249,62 @@ TEST_CASE("a read with the commit token always sees the write, even with replay 
     CHECK(query(env().conninfo(1), "SELECT count(*) FROM ryw_t WHERE id = " + std::to_string(last)) == "0");
     // And the caught-up standby served fresh reads (after checking its replay position).
     CHECK(served["n2"] > 0);
+}
+
+TEST_CASE("a read_fresh acquire that checks a frozen standby returns within its timeout",
+          "[replica][cluster][fresh][timeout]") {
+    auto o = fast_probes();
+    // No probe after the first: n1 stays as first seen, so a newer token makes routing ask
+    // n1's connection instead of trusting a probe.
+    o.refresh_interval = 1h;
+    auto po = small_pools();
+    po.validation = connpool::validation_mode::optimistic;  // the check itself must meet the frozen server
+    const auto m = members();
+    connpool::pg::cluster c({m[0], m[1]}, o, po);
+    make_table(c, "frozen_t");
+    REQUIRE(status_of(c, "n1").readable);
+
+    int backend = 0;
+    {
+        auto r = c.acquire(intent::read);
+        REQUIRE(r.host() == "n1");
+        backend = PQbackendPID(r->native_handle());
+    }
+    REQUIRE(eventually(5s, [&] { return c.host_pool(1).stats().idle == 1; }));
+    connpool::freshness_token t;
+    {
+        auto w = c.acquire(intent::write);
+        w->exec("INSERT INTO frozen_t VALUES (1, 'v') ON CONFLICT (id) DO UPDATE SET v = 'w'");
+        t = connpool::pg::commit_token(*w);
+    }
+    REQUIRE(t.position > status_of(c, "n1").position);
+
+    frozen stop({postmaster_pid(1), backend});
+    const auto timeout = 1500ms;
+    const auto t0 = std::chrono::steady_clock::now();
+    // On a thread, so that a hang fails the test (after the thaw lets it finish) instead of
+    // stalling it until CTest's timeout.
+    std::promise<std::string> outcome;
+    std::thread caller([&] {
+        try {
+            outcome.set_value("lease on " + c.acquire_for(intent::read_fresh(t), timeout).host());
+        } catch (const connpool::error& e) {
+            outcome.set_value(e.what());
+        }
+    });
+    auto f = outcome.get_future();
+    const bool returned = f.wait_for(timeout + 3s) == std::future_status::ready;
+    const auto elapsed = std::chrono::steady_clock::now() - t0;
+    stop.thaw();
+    caller.join();
+    INFO(f.get() << " after " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms");
+    CHECK(returned);
+    CHECK(elapsed < timeout + 1s);
+    // The connection whose answer was cut off is closed, never handed out again.
+    CHECK(eventually(5s, [&] {
+        const auto s = c.host_pool(1).stats();
+        return s.closed_for(connpool::close_reason::discarded) + s.closed_for(connpool::close_reason::broken) == 1;
+    }));
 }
 
 TEST_CASE("a slow standby gets fewer leases than a fast one under concurrent reads", "[replica][cluster][balance]") {

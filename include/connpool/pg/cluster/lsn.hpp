@@ -49,15 +49,8 @@ inline freshness_token commit_token(connection& c) {
     return freshness_token{*lsn};
 }
 
-// What a standby connection has replayed (pg_last_wal_replay_lsn()), or on a primary its
-// insert position, which it has by definition; none when the query fails. The cluster uses it
-// to check a standby for read_fresh before handing the connection out.
-inline std::optional<std::uint64_t> replayed_position(connection& c) {
-    result r = c.try_exec(
-        "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text");
-    if (!result_ok(r.get()) || PQntuples(r.get()) != 1 || PQgetisnull(r.get(), 0, 0)) return std::nullopt;
-    return parse_lsn(PQgetvalue(r.get(), 0, 0));
-}
+// replayed_position() is in probe.hpp: it must give up at the acquire's deadline, so it uses the
+// probe's bounded query.
 
 }  // namespace connpool::pg
 

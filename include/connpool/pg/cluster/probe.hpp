@@ -7,63 +7,83 @@
 #include <connpool/error.hpp>
 #include <connpool/pg/cluster/lsn.hpp>
 #include <connpool/pg/connection.hpp>
+#include <connpool/pg/detail/connect.hpp>
 
 #include <libpq-fe.h>
-#include <poll.h>
 
-#include <algorithm>
-#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
-#include <vector>
 
 namespace connpool::pg {
 
 namespace cluster_detail {
 
-using clock = std::chrono::steady_clock;
-
-// 1 ready, 0 timed out, -1 error.
-inline int wait_fd(int fd, bool for_write, clock::time_point deadline) {
+// Sends sql (one statement of ours) on conn and reads every result until deadline, unlike
+// PQexec, which can block forever on a frozen server. Returns the last result when all
+// succeeded; else null and error set. A result cut off by the deadline leaves the protocol
+// state unknown, so every failure short of an SQL error marks conn broken.
+inline result bounded_query(connection& conn, const std::string& sql, detail::clock::time_point deadline,
+                            std::string& error) {
+    PGconn* c = conn.native_handle();
+    auto lost = [&](std::string why) {
+        error = std::move(why);
+        conn.mark_broken();
+        return result{};
+    };
+    if (c == nullptr) return lost("not connected");
+    if (PQsendQuery(c, sql.c_str()) != 1) return lost(conn.error_message());
+    result kept;
     for (;;) {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()).count();
-        if (left <= 0) return 0;
-        pollfd p{};
-        p.fd = fd;
-        p.events = static_cast<short>(for_write ? POLLOUT : POLLIN);
-        const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
-        if (n > 0) return 1;
-        if (n < 0 && errno != EINTR) return -1;
+        // PQgetResult would block: read what has arrived, waiting for more up to the deadline.
+        while (PQisBusy(c) == 1) {
+            const int w = detail::wait_socket(PQsocket(c), false, deadline);
+            if (w == 0) return lost("timed out");
+            if (w < 0) return lost("poll failed");
+            if (PQconsumeInput(c) != 1) return lost(conn.error_message());
+        }
+        result r(PQgetResult(c));
+        if (!r) break;
+        conn.report(r.get());
+        if (!kept || result_ok(kept.get())) kept = std::move(r);
     }
-}
-
-// The password in a conninfo, for redacting messages; empty when there is none or it does
-// not parse (a parse error is reported without quoting the conninfo).
-inline std::string password_of(const std::string& conninfo) {
-    std::string out;
-    char* err = nullptr;
-    PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
-    if (err) PQfreemem(err);
-    if (!opts) return out;
-    for (PQconninfoOption* o = opts; o->keyword; ++o) {
-        if (std::string(o->keyword) == "password" && o->val) out = o->val;
+    if (!result_ok(kept.get())) {
+        error = kept ? detail::trim_message(PQresultErrorMessage(kept.get())) : conn.error_message();
+        if (!kept) conn.report(nullptr);
+        return {};
     }
-    PQconninfoFree(opts);
-    return out;
+    return kept;
 }
 
 }  // namespace cluster_detail
+
+// What a standby connection has replayed (pg_last_wal_replay_lsn()), or on a primary its
+// insert position, which it has by definition; none when the query fails or does not finish
+// within timeout (then c is marked broken: a half-read result leaves it unusable). The
+// cluster uses it to check a standby for read_fresh before handing the connection out.
+inline std::optional<std::uint64_t> replayed_position(connection& c, std::chrono::milliseconds timeout) {
+    std::string error;
+    result r = cluster_detail::bounded_query(
+        c, "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text",
+        detail::clock::now() + timeout, error);
+    if (!r || PQntuples(r.get()) != 1 || PQgetisnull(r.get(), 0, 0)) return std::nullopt;
+    return parse_lsn(PQgetvalue(r.get(), 0, 0));
+}
 
 // One libpq connection kept open across probes and reopened when it breaks. Every call is
 // bounded by its timeout (non-blocking connect and query with poll), unlike PQconnectdb and
 // PQexec. One thread at a time.
 class probe_session {
 public:
-    explicit probe_session(std::string conninfo)
-        : conninfo_(std::move(conninfo)), secret_(cluster_detail::password_of(conninfo_)) {}
+    // A conninfo that does not parse is reported by every query, without quoting it.
+    explicit probe_session(std::string conninfo) {
+        error_info e;
+        if (!detail::make_params(conninfo, params_, e)) params_error_ = std::move(e.message);
+    }
 
     probe_session(probe_session&&) noexcept = default;
     probe_session& operator=(probe_session&&) noexcept = default;
@@ -71,33 +91,17 @@ public:
     // Runs sql (one statement) and returns its result, or null with error set. Reconnects
     // first when needed; the whole call is bounded by timeout.
     result query(const std::string& sql, std::chrono::milliseconds timeout, std::string& error) {
-        const auto deadline = cluster_detail::clock::now() + timeout;
-        if (!conn_ || PQstatus(conn_.native_handle()) != CONNECTION_OK || conn_.saw_fatal_error()) {
+        const auto deadline = detail::clock::now() + timeout;
+        if (!conn_ || conn_.is_broken()) {
             if (!connect(deadline, error)) return {};
         }
-        PGconn* c = conn_.native_handle();
-        if (PQsendQuery(c, sql.c_str()) != 1) return fail(error, conn_.error_message());
-        result kept;
-        for (;;) {
-            // PQgetResult would block: read what has arrived, waiting for more up to the deadline.
-            while (PQisBusy(c) == 1) {
-                const int w = cluster_detail::wait_fd(PQsocket(c), false, deadline);
-                if (w == 0) return fail(error, "timed out after " + std::to_string(timeout.count()) + " ms");
-                if (w < 0) return fail(error, "poll failed");
-                if (PQconsumeInput(c) != 1) return fail(error, conn_.error_message());
-            }
-            result r(PQgetResult(c));
-            if (!r) break;
-            conn_.report(r.get());
-            if (!kept || result_ok(kept.get())) kept = std::move(r);
-        }
-        if (!result_ok(kept.get())) {
-            error = kept ? detail::trim_message(PQresultErrorMessage(kept.get())) : conn_.error_message();
-            error = redact(error, secret_);
+        result r = cluster_detail::bounded_query(conn_, sql, deadline, error);
+        if (!r) {
+            if (error == "timed out") error += " after " + std::to_string(timeout.count()) + " ms";
+            error = scrub(std::move(error));
             if (conn_.is_broken()) conn_.close();
-            return {};
         }
-        return kept;
+        return r;
     }
 
     // The role probe for connpool::basic_cluster: pg_is_in_recovery(), the position (current
@@ -126,45 +130,33 @@ public:
     void close() noexcept { conn_.close(); }
 
 private:
-    result fail(std::string& error, std::string why) {
-        error = redact(why, secret_);
-        conn_.close();  // the protocol state is unknown now
-        return {};
+    // Both secrets make_params found (password and sslpassword): libpq may echo either.
+    std::string scrub(std::string msg) const {
+        for (const auto& secret : params_.secrets) msg = redact(msg, secret);
+        return msg;
     }
 
-    bool connect(cluster_detail::clock::time_point deadline, std::string& error) {
+    bool connect(detail::clock::time_point deadline, std::string& error) {
         conn_.close();
-        connection c(PQconnectStart(conninfo_.c_str()));
-        if (!c || PQstatus(c.native_handle()) == CONNECTION_BAD) {
-            error = redact(c ? c.error_message() : std::string("out of memory"), secret_);
-            if (error.empty()) error = "connect failed";
+        if (!params_error_.empty()) {
+            error = params_error_;
             return false;
         }
-        for (PostgresPollingStatusType st = PGRES_POLLING_WRITING;;) {
-            if (st == PGRES_POLLING_OK) break;
-            if (st == PGRES_POLLING_FAILED) {
-                error = redact(c.error_message(), secret_);
-                if (error.empty()) error = "connect failed";
-                return false;
-            }
-            // libpq may move to another socket between polls (multi-host), so re-read it.
-            const int w = cluster_detail::wait_fd(PQsocket(c.native_handle()), st == PGRES_POLLING_WRITING, deadline);
-            if (w == 0) {
-                error = "connect timed out";
-                return false;
-            }
-            if (w < 0) {
-                error = "poll failed";
-                return false;
-            }
-            st = PQconnectPoll(c.native_handle());
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - detail::clock::now());
+        error_info e;
+        std::optional<connection> c;
+        if (left.count() > 0) c = detail::blocking_connect(params_, left, e);
+        else e.message = "connect timed out";
+        if (!c) {
+            error = e.message.empty() ? std::string("connect failed") : std::move(e.message);
+            return false;
         }
-        conn_ = std::move(c);
+        conn_ = std::move(*c);
         return true;
     }
 
-    std::string conninfo_;
-    std::string secret_;
+    detail::connect_params params_;
+    std::string params_error_;
     connection conn_;
 };
 
