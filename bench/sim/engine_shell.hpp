@@ -56,7 +56,7 @@ inline void engine::acquire_next(instance& in, worker& wk) {
         return handle_result(in, wk);
     }
     detail::actions a;
-    const auto r = st.admit(wk.w, now_, false, a);
+    const auto r = st.admit(wk.w, now_, a);
     if (r == detail::admit_result::queued) push(wk.w.deadline, ev::deadline, in.id, &wk, wk.round);
     carry_out(in, a);
     if (r == detail::admit_result::refused) return failed(in, wk);
@@ -67,7 +67,10 @@ inline void engine::acquire_next(instance& in, worker& wk) {
 inline void engine::handle_result(instance& in, worker& wk) {
     waiter& w = wk.w;
     if (!w.pending() && w.result != nullptr) {
-        if (check_handout(in, w)) got(in, wk, *static_cast<slot_t*>(w.result));
+        if (check_handout(in, w)) {
+            state_t::start_run(*static_cast<slot_t*>(w.result), now_);  // as pool_core::begin_lease after a wait
+            got(in, wk, *static_cast<slot_t*>(w.result));
+        }
         return;  // else pending again, or completed: its completion wakes us
     }
     if (w.phase == detail::waiter_phase::done) failed(in, wk);
@@ -80,16 +83,10 @@ inline bool engine::check_handout(instance& in, waiter& w) {
     state_t& st = *in.st;
     const auto v = detail::judge_handout(state_t::facts_of(s, now_), st.facts(), st.opts(), true);
     if (v.kind == detail::handout_kind::deliver) return true;
-    if (v.kind == detail::handout_kind::close && v.reason == close_reason::resized && !st.take_excess()) return true;
     detail::actions a;
-    if (v.kind == detail::handout_kind::ping) {
-        st.start_validation(w, s, now_, a);
-    } else {
-        st.close_leased(s, v.reason, a);
-        st.readmit(w, now_, a);
-    }
+    const bool deliver = st.settle_handout(w, s, v, now_, a);
     carry_out(in, a);
-    return false;
+    return deliver;
 }
 
 // pool_core::begin_lease, then the request's work.
@@ -156,13 +153,7 @@ inline void engine::give_back(instance& in, worker& wk, slot_t& s, bool discard)
         st.hand_over(s, now_, a);
         return carry_out(in, a);
     }
-    if (v.kind == detail::return_kind::reset) {
-        st.start_reset(s, a);
-    } else if (v.reason == close_reason::resized && !st.take_excess()) {
-        st.hand_over(s, now_, a);
-    } else {
-        st.close_leased(s, v.reason, a);
-    }
+    st.return_unfit(s, v, now_, a);
     carry_out(in, a);
 }
 

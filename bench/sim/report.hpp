@@ -56,7 +56,8 @@ inline void print_table(std::ostream& o, const report& rp) {
         o << "  target p99 <= " << fmt("%.3f", s.target_p99_ms) << " ms: "
           << (s.smallest_meeting ? "max_size " + std::to_string(*s.smallest_meeting) : std::string("not met in the range"));
         if (s.budget_limit)
-            o << "; server budget (80 % of max_connections - reserved) allows max_size <= " << *s.budget_limit << " per instance";
+            o << "; server budget (" << fmt("%g", rp.cfg.advice.budget_share * 100)
+              << " % of max_connections - reserved) allows max_size <= " << *s.budget_limit << " per instance";
         o << "\n";
     }
     if (!rp.nested.empty()) {

@@ -5,6 +5,8 @@
 
 #include "engine.hpp"
 
+#include <connpool/sizing/budget.hpp>
+
 #include <cstddef>
 #include <optional>
 #include <vector>
@@ -25,13 +27,11 @@ struct sweep_result {
     double target_p99_ms = 0;
 };
 
-// The budget rule: 80 % of (max_connections - reserved) across all instances, as
-// pg::check_budget counts it; the most each instance may open.
+// The budget rule as pg::check_budget counts it (sizing/budget.hpp): the most each
+// instance may open.
 inline std::optional<std::size_t> budget_per_instance(const config& c) {
     if (c.max_connections == 0) return std::nullopt;
-    const std::size_t usable = c.max_connections > c.reserved ? c.max_connections - c.reserved : 0;
-    const auto total = static_cast<std::size_t>(c.advice.budget_share * static_cast<double>(usable));
-    return total / std::max<std::size_t>(c.instances, 1);
+    return sizing::budget_per_instance(c.max_connections, c.reserved, c.advice.budget_share, c.instances);
 }
 
 // A size meets the target when its p99 wait is within it and no acquire timed out.

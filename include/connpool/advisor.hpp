@@ -11,6 +11,8 @@
 #ifndef CONNPOOL_ADVISOR_HPP
 #define CONNPOOL_ADVISOR_HPP
 
+#include <connpool/detail/histogram.hpp>
+#include <connpool/sizing/budget.hpp>
 #include <connpool/stats.hpp>
 
 #include <algorithm>
@@ -78,19 +80,6 @@ inline std::size_t servers_for(double a, double hold_s, double target_s, double 
     return c;
 }
 
-// The q-quantile of a histogram: its bucket's upper edge (bucket 0 reads as 0).
-inline std::chrono::microseconds upper_quantile(const duration_histogram& h, double q) noexcept {
-    if (h.count == 0) return {};
-    auto rank = static_cast<std::uint64_t>(q * static_cast<double>(h.count - 1)) + 1;
-    for (std::size_t i = 0; i < duration_histogram::bucket_count; ++i) {
-        if (rank <= h.buckets[i]) {
-            return std::chrono::microseconds(i == 0 ? 0 : static_cast<std::int64_t>(duration_histogram::upper_bound_us(i)));
-        }
-        rank -= h.buckets[i];
-    }
-    return std::chrono::microseconds(static_cast<std::int64_t>(duration_histogram::upper_bound_us(duration_histogram::bucket_count - 1)));
-}
-
 inline duration_histogram histogram_minus(const duration_histogram& a, const duration_histogram& b) noexcept {
     duration_histogram d;
     for (std::size_t i = 0; i < duration_histogram::bucket_count; ++i) {
@@ -134,9 +123,8 @@ private:
         a.current_max_size = now.s.max_size;
         a.max_size = now.s.max_size;
         if (target_.max_connections != 0) {
-            const std::size_t usable = target_.max_connections > target_.reserved ? target_.max_connections - target_.reserved : 0;
-            const auto total = static_cast<std::size_t>(target_.budget_share * static_cast<double>(usable));
-            a.budget_per_instance = total / std::max<std::size_t>(target_.instances, 1);
+            a.budget_per_instance = sizing::budget_per_instance(target_.max_connections, target_.reserved,
+                                                                target_.budget_share, target_.instances);
         }
         a.window_s = std::chrono::duration<double>(now.t - base.t).count();
         const auto d = [&](std::uint64_t pool_stats::*m) { return now.s.*m >= base.s.*m ? now.s.*m - base.s.*m : 0; };
@@ -146,8 +134,9 @@ private:
         a.connect_failures = d(&pool_stats::connect_failures);
         const auto use = detail::histogram_minus(now.s.use_time, base.s.use_time);
         const auto wait = detail::histogram_minus(now.s.wait_time, base.s.wait_time);
-        a.wait_p50 = detail::upper_quantile(wait, 0.50);
-        a.wait_p99 = detail::upper_quantile(wait, 0.99);
+        // A window's difference has no longest sample: its bucket's upper edge it is.
+        a.wait_p50 = detail::quantile(wait, 0.50, std::chrono::microseconds::max());
+        a.wait_p99 = detail::quantile(wait, 0.99, std::chrono::microseconds::max());
         if (a.window_s <= 0 || served + failed == 0 || use.count == 0) {
             a.reason = "not enough data yet: keep max_size " + std::to_string(a.max_size);
             a.budget_headroom = headroom(a);

@@ -83,10 +83,13 @@ struct options {
     // with random jitter of up to half the delay.
     std::chrono::milliseconds backoff_initial = std::chrono::milliseconds(100);
     std::chrono::milliseconds backoff_max = std::chrono::seconds(10);
-    // How often housekeeping (idle timeout, lifetime, min_idle, leaks) runs at most.
+    // How often housekeeping (idle timeout, lifetime, max_idle, probes, leaks) runs; the
+    // timer also fires at waiters' deadlines and the end of a sticky quantum, where it only
+    // expires, serves and connects.
     std::chrono::milliseconds housekeeping_interval = std::chrono::seconds(1);
-    // Threads for blocking connects, and as many again for pings, resets and probes, so
-    // that a hung connect never delays a validation or a reset. Timers never run on them.
+    // Threads for blocking connects, and as many again for pings, resets and labels'
+    // apply() for async callers, so that a hung connect never delays a validation or a
+    // reset. Timers never run on them (probes, which never wait, run on the timer).
     std::size_t worker_threads = 2;
 #ifdef NDEBUG
     bool detect_nested_acquire = false;

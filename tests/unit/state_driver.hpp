@@ -102,7 +102,7 @@ public:
 
     // The caller asks for a connection: its hint first (the lock-free fast path), else
     // admit(). Returns true when the caller holds a lease at the end of the call.
-    bool acquire(std::size_t c, std::chrono::milliseconds timeout, bool front = false) {
+    bool acquire(std::size_t c, std::chrono::milliseconds timeout) {
         caller_state& k = callers.at(c);
         if (k.lease != nullptr || k.waiting != nullptr) {
             note("caller " + std::to_string(c) + " acquires while it holds or waits");
@@ -116,7 +116,7 @@ public:
             w.enqueued_at = now;
             handout(w, *s, true);
         } else {
-            switch (st.admit(w, now, front, a_)) {
+            switch (st.admit(w, now, a_)) {
             case admit_result::served: handout(w, *static_cast<slot_t*>(w.result), false); break;
             case admit_result::queued: break;
             case admit_result::refused: outcome_error(w); break;
@@ -420,7 +420,7 @@ private:
         case handout_kind::close:
             st.close_leased(s, v.reason, a_);
             if (from_hint) {
-                switch (st.admit(w, now, false, a_)) {
+                switch (st.admit(w, now, a_)) {
                 case admit_result::served: handout(w, *static_cast<slot_t*>(w.result), false); break;
                 case admit_result::queued: break;
                 case admit_result::refused: outcome_error(w); break;

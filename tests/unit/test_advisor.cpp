@@ -140,6 +140,22 @@ TEST_CASE("a recommendation wobbling inside the dead band never moves the adapti
     CHECK(moves == 0);
 }
 
+TEST_CASE("adaptive_size refuses bad options with the field's name, a ceiling below the floor too", "[adaptive]") {
+    using connpool::sizing::adaptive_size;
+    auto message = [](connpool::sizing::adaptive_options o) {
+        try {
+            adaptive_size z(o, 10);
+            (void)z;
+        } catch (const std::invalid_argument& e) {
+            return std::string(e.what());
+        }
+        return std::string("no exception");
+    };
+    CHECK_THAT(message({.floor = 5, .ceiling = 2}), Catch::Matchers::StartsWith("adaptive_options::ceiling = 2"));
+    CHECK_THAT(message({.floor = 0}), Catch::Matchers::StartsWith("adaptive_options::floor = 0"));
+    CHECK(adaptive_size({.floor = 2, .ceiling = 8}, 20).size() == 8);
+}
+
 TEST_CASE("on a rate step the adaptive size climbs once and does not oscillate", "[adaptive][sim]") {
     sim::config c;
     c.arrivals.steps = {{0.0, 200.0}, {120.0, 1000.0}};

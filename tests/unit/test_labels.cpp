@@ -27,6 +27,7 @@ struct sessions {
     std::atomic<int> applies{0};
     std::atomic<int> fail_next{0};  // that many apply() calls fail
     std::atomic<int> wrong_from{0};  // apply() told a from-label the session did not have
+    std::atomic<std::thread::id> apply_thread{};  // where the last apply() ran
 
     label of(int id) {
         std::lock_guard lk(m);
@@ -39,6 +40,7 @@ struct label_factory : fake_factory {
 
     bool apply(fake_connection& c, const label& from, const label& to, error_info& e) {
         ++srv->applies;
+        srv->apply_thread = std::this_thread::get_id();
         std::lock_guard lk(srv->m);
         if (!(srv->by_id[c.id] == from)) ++srv->wrong_from;
         if (srv->fail_next > 0) {
@@ -200,4 +202,27 @@ TEST_CASE("async_acquire with a label completes with a connection carrying it", 
     CHECK_FALSE(got);
     REQUIRE(id >= 0);
     CHECK(srv->of(id) == A);
+}
+
+TEST_CASE("an async acquire's apply() runs on a pool worker, not on the thread whose return served it",
+          "[unit][labels][async]") {
+    boost::asio::io_context ctx;
+    label_factory f;
+    auto srv = f.srv;
+    pool<label_factory> p(ctx, f, no_reset(1));
+    auto held = p.acquire();  // the only connection, clean: the async acquire queues
+    error_code got;
+    int id = -1;
+    p.async_acquire(A, [&](error_code ec, pool<label_factory>::lease_type l) {
+        got = ec;
+        if (l) id = l->id;
+    });
+    ctx.poll();
+    REQUIRE(p.stats().waiting == 1);
+    held.release();  // hands the connection to the waiter, whose label differs
+    for (int i = 0; i < 10000 && id < 0 && !got; ++i) ctx.run_for(std::chrono::milliseconds(1));
+    CHECK_FALSE(got);
+    REQUIRE(id >= 0);
+    CHECK(srv->of(id) == A);
+    CHECK(srv->apply_thread.load() != std::this_thread::get_id());
 }

@@ -43,30 +43,32 @@ struct async_waiter : waiter_base {
     label want;                          // the settings asked for (empty: clean)
 };
 
+template <class Core>
+void deliver_async(async_waiter<Core>& w, typename Core::lease_type l) noexcept;
+
 // Delivers (or fails) w: through the hand-out check, then by a post to the handler's
-// executor, never inline. Runs on whichever thread completed w.
+// executor, never inline. Runs on whichever thread completed w: a caller's return, the
+// timer, a lane. A label to apply goes to the maintenance lane, as apply() blocks.
 template <class Core>
 void complete_async(async_waiter<Core>& w) noexcept {
     using slot_type = typename Core::slot_type;
     Core& core = *w.core;
-    typename Core::lease_type l;
-    if (w.result != nullptr) {
-        if (!core.check_handout(w)) return;  // pending again; completed later
-        auto& s = *static_cast<slot_type*>(w.result);
-        if (!core.settle_label(s, w.want)) {
-            // apply() failed and closed that connection: ask again, within the same deadline.
-            w.result = nullptr;
-            w.validated = false;
-            w.phase = waiter_phase::fresh;
-            switch (core.admit(w)) {
-            case admit_result::served: return complete_async(w);
-            case admit_result::queued: return;  // completed through the actions
-            case admit_result::refused: break;
-            }
-        } else {
-            l = core.begin_lease(s, w.site, w.thread, w.enqueued_at);
+    if (w.result == nullptr) return deliver_async(w, {});
+    if (!core.check_handout(w)) return;  // pending again; completed later
+    auto& s = *static_cast<slot_type*>(w.result);
+    if (core.carries(s, w.want)) return deliver_async(w, core.begin_lease(s, w.site, w.thread, w.enqueued_at));
+    core.on_maintenance_lane([keep = w.self, &s](bool go) {
+        auto& aw = *keep;
+        // Failed: aw is queued again, or completed through the actions.
+        if (aw.core->settle_label(aw, s, aw.want, go)) {
+            deliver_async(aw, aw.core->begin_lease(s, aw.site, aw.thread, aw.enqueued_at));
         }
-    }
+    });
+}
+
+// Posts w's outcome (l, or w.error) to the handler's executor.
+template <class Core>
+void deliver_async(async_waiter<Core>& w, typename Core::lease_type l) noexcept {
     const error_code ec = w.error.code;
     if (w.diag != nullptr) *w.diag = w.error;
     auto keep = std::move(w.self);  // may be the last reference to w: use only locals below

@@ -19,9 +19,9 @@ struct pool_counts {
     std::size_t idle = 0;
     std::size_t in_use = 0;  // leased or busy: they will come back
     std::size_t waiting = 0;
-    // Connections on their way back to the queue soon: being reset, or reserved idle for
-    // the thread that returned them (handoff_policy::sticky). A waiter they will serve
-    // needs no connect of its own.
+    // Connections on their way back to the queue soon: being reset, or idle (while others
+    // wait, an idle one is reserved for the thread that returned it, handoff_policy::sticky,
+    // and comes within a quantum). A waiter they will serve needs no connect of its own.
     std::size_t coming_back = 0;
 };
 

@@ -52,13 +52,6 @@ public:
         return true;
     }
 
-    bool on_this_lane() const {
-        std::lock_guard lk(state_->m);
-        const auto me = std::this_thread::get_id();
-        return std::any_of(state_->threads.begin(), state_->threads.end(),
-                           [&](const std::thread& t) { return t.get_id() == me; });
-    }
-
     // Abandons queued tasks, waits for running ones until `until`, then lets go of the
     // threads still busy. Never joins the calling thread (the pool may be destroyed from
     // inside one of its own tasks or hooks).

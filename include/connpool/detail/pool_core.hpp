@@ -2,10 +2,12 @@
 // and the worker lanes, carries out the state machine's actions, and holds the one
 // acquire path that the blocking and the async faces share.
 //
-// Lifetime: leases, async waiters and lane tasks keep the core alive; the core owns
-// nothing bound to the user's io_context (the housekeeper is the pool object's), so any
-// destruction order is safe. After the pool object is gone, the core lives on only while
-// connections are still out (keepalive_), and frees itself when the last one closes.
+// Lifetime: async waiters and lane tasks hold the core; a lease holds only its slot. The
+// pool object's destructor (shutdown) waits for a return in progress (slot::in_return),
+// and while connections are still out keepalive_ keeps the core, which frees itself when
+// the last one closes. The core shares the housekeeper with the pool object, but shutdown
+// stops its timer, so nothing bound to the user's io_context runs after the pool object is
+// gone, and any destruction order is safe.
 #ifndef CONNPOOL_DETAIL_POOL_CORE_HPP
 #define CONNPOOL_DETAIL_POOL_CORE_HPP
 
@@ -78,11 +80,9 @@ public:
     static time_point now() noexcept { return internal_now<Clock>(); }
     const options& opts() const noexcept { return state_.opts(); }
     state_type& state() noexcept { return state_; }
-    std::mutex& mutex() const noexcept { return mutex_; }
     const Factory& factory() const noexcept { return factory_; }
     asio::any_io_executor get_executor() const noexcept { return ex_; }
     bool on_io_thread() const noexcept { return hk_ && hk_->on_io_thread(); }
-    const reporter& hooks_reporter() const noexcept { return reporter_; }
 
     // ------------------------------------------------------------ the acquire path
 
@@ -106,19 +106,28 @@ public:
         return state_.lease_hint(h.slot, me(), [] { return now(); }, want_label);
     }
 
-    // Before delivery, on the caller's path: s's connection gets the settings asked for
-    // (the empty label: clean). Costs one load when it carries them already. False: the
-    // factory's apply() failed and the connection is closed; the caller asks again.
-    bool settle_label(slot_type& s, const label& want) noexcept {
-        if (s.label_hash.load(std::memory_order_relaxed) == want.hash()) return true;
+    bool carries(const slot_type& s, const label& want) const noexcept {
+        return s.label_hash.load(std::memory_order_relaxed) == want.hash();
+    }
+
+    // Before delivery: w's connection s gets the settings asked for (the empty label:
+    // clean). Costs one load when it carries them already; apply() blocks, so it runs on
+    // the caller's own thread (blocking face) or the maintenance lane (async face). False:
+    // apply() failed, s is closed, and w is back at the head of the queue, as after a
+    // failed hand-out check: a completion is owed. go is false when the pool stopped
+    // before the lane ran the apply: s closes without it.
+    bool settle_label(waiter_base& w, slot_type& s, const label& want, bool go = true) noexcept {
+        if (carries(s, want)) return true;
         if constexpr (has_apply<Factory>) {
             bool ok = false;
-            try {
-                error_info e;
-                ok = factory_.apply(*s.conn, s.current_label, want, e);
-                if (ok) s.current_label = want;
-            } catch (...) {
-                ok = false;
+            if (go) {
+                try {
+                    error_info e;
+                    ok = factory_.apply(*s.conn, s.current_label, want, e);
+                    if (ok) s.current_label = want;
+                } catch (...) {
+                    ok = false;
+                }
             }
             if (ok) {
                 s.label_hash.store(want.hash(), std::memory_order_relaxed);
@@ -127,23 +136,33 @@ public:
             actions a;
             {
                 std::lock_guard lk(mutex_);
-                state_.close_leased(s, close_reason::reset_failed, a);  // its settings are unknown now
-                state_.quota_freed(now(), a);
+                // Its settings are unknown now.
+                state_.close_leased(s, go ? close_reason::reset_failed : close_reason::pool_closed, a);
+                state_.readmit(w, now(), a);
             }
             run(a);
             return false;
         } else {
+            (void)w;
+            (void)go;
             return true;  // without apply() no connection ever carries a label
         }
     }
 
+    // f(go) on the maintenance lane, for blocking factory calls; f(false) at once when
+    // the lane has stopped.
+    template <class F>
+    void on_maintenance_lane(F f) {
+        if (!maint_lane_.post([f](bool go) mutable { f(go); })) f(false);
+    }
+
     // Step one for both faces, after the hint missed: served (w.result), queued, refused.
-    admit_result admit(waiter_base& w, bool front = false) {
+    admit_result admit(waiter_base& w) {
         actions a;
         admit_result r;
         {
             std::lock_guard lk(mutex_);
-            r = state_.admit(w, now(), front, a);
+            r = state_.admit(w, now(), a);
         }
         run(a);
         return r;
@@ -159,20 +178,13 @@ public:
         handout_verdict v = judge_handout(state_type::facts_of(s, t), state_.facts(), opts(), has_ping<Factory>);
         if (v.kind == handout_kind::deliver) return true;
         actions a;
+        bool deliver = false;
         {
             std::lock_guard lk(mutex_);
-            if (v.kind == handout_kind::close && v.reason == close_reason::resized && !state_.take_excess()) {
-                return true;  // another return already closed the excess
-            }
-            if (v.kind == handout_kind::ping) {
-                state_.start_validation(w, s, t, a);
-            } else {
-                state_.close_leased(s, v.reason, a);
-                state_.readmit(w, t, a);
-            }
+            deliver = state_.settle_handout(w, s, v, t, a);
         }
         run(a);
-        return false;
+        return deliver;
     }
 
     // Before a blocking acquire parks: report the two waits that can only end in a
@@ -219,10 +231,7 @@ public:
             s.acquires.load(std::memory_order_relaxed) % reporting::use_time_sample_every == 0) [[unlikely]] {
             s.timed_since.store(now(), std::memory_order_relaxed);
         }
-        // A connection handed over after a wait starts its sticky run when its new holder
-        // actually has it, not when it was assigned: a woken thread that got no CPU for a
-        // while would otherwise find its quantum spent before its first use.
-        if (enqueued_at != time_point{}) s.run_start.store(now(), std::memory_order_relaxed);
+        if (enqueued_at != time_point{}) state_type::start_run(s, now());
         s.site.store(loc, std::memory_order_relaxed);
         s.holder.store(holder, std::memory_order_relaxed);
         s.leak_reported.store(false, std::memory_order_relaxed);
@@ -261,16 +270,7 @@ public:
             }
             return locked_step(s, [&](actions& a) { state_.hand_over(s, now(), a); });
         }
-        locked_step(s, [&](actions& a) {
-            if (v.kind == return_kind::reset) {
-                state_.start_reset(s, a);
-            } else if (v.reason == close_reason::resized && !state_.take_excess()) {
-                return state_.hand_over(s, now(), a);
-            } else {
-                state_.close_leased(s, v.reason, a);
-            }
-            state_.quota_freed(now(), a);
-        });
+        locked_step(s, [&](actions& a) { state_.return_unfit(s, v, now(), a); });
     }
 
     // ------------------------------------------------------------ control
@@ -291,13 +291,14 @@ public:
     }
 
     // The pool object is going away. Close, stop the timer and the lanes (waiting at most
-    // connect_timeout for a factory call in progress), and stay alive only while
+    // connect_timeout in all for factory calls in progress), and stay alive only while
     // connections are still out.
     void shutdown() {
         close();
         hk_->stop();
-        connect_lane_.stop(std::chrono::steady_clock::now() + opts().connect_timeout);
-        maint_lane_.stop(std::chrono::steady_clock::now() + opts().connect_timeout);
+        const auto until = std::chrono::steady_clock::now() + opts().connect_timeout;
+        connect_lane_.stop(until);
+        maint_lane_.stop(until);
         // A return that published its slot idle before close() claimed it may still be
         // reading the core: wait for it to let go (a handful of instructions).
         state_.slots().for_each([](const slot_type& s) {

@@ -121,7 +121,7 @@ public:
 
     // ------------------------------------------------------------ acquire
 
-    admit_result admit(waiter_base& w, time_point now, bool front, actions& a);
+    admit_result admit(waiter_base& w, time_point now, actions& a);
 
     // Idle slots whose reservation ended go to the oldest waiters.
     void serve_waiters(time_point now, actions& a) {
@@ -173,7 +173,7 @@ public:
         tenant_table::release(s.tenant);
         if (closed() || s.load() == slot_state::orphaned) return close_leased(s, close_reason::pool_closed, a);
         s.state.store(slot_state::leased, std::memory_order_relaxed);
-        if (waiting_for_slot()) return assign(*waiters_.next_to_serve(), s, now, a);
+        if (waiters_.servable()) return assign(*waiters_.next_to_serve(), s, now, a);
         s.sticky_until.store(time_point{}, std::memory_order_relaxed);
         s.state.store(slot_state::idle, std::memory_order_release);
     }
@@ -188,6 +188,23 @@ public:
     // connections too many, because the caller closes each at once (close_leased counts
     // it in closing_). Returns that overlap therefore close exactly the excess.
     bool take_excess() const noexcept { return open_ - closing_ + connector_.in_flight() > max_size_; }
+
+    // The hand-out and return verdicts say "resized" from a lock-free look; under the lock,
+    // true when other returns already closed the excess, so this connection may stay.
+    bool excess_closed(close_reason why) const noexcept { return why == close_reason::resized && !take_excess(); }
+
+    // The hand-out check (judge_handout) did not say deliver for w's connection s: ping
+    // it for w, or close it and put w back at the head of the queue. True: deliver after
+    // all, as other returns already closed a resize's excess.
+    bool settle_handout(waiter_base& w, slot_type& s, const handout_verdict& v, time_point now, actions& a);
+
+    // A return judged unfit for reuse as it is (judge_return): reset it or close it.
+    void return_unfit(slot_type& s, const return_verdict& v, time_point now, actions& a);
+
+    // A connection handed out by the queue or the scan (not the hint) starts its sticky
+    // run when its holder has it, not when it was assigned: a woken thread that got no CPU
+    // for a while would otherwise find its quantum spent before its first use.
+    static void start_run(slot_type& s, time_point now) noexcept { s.run_start.store(now, std::memory_order_relaxed); }
 
     void start_reset(slot_type& s, actions& a) {
         tenant_table::release(s.tenant);
@@ -315,8 +332,6 @@ private:
         }
     }
 
-    bool waiting_for_slot() const noexcept { return waiters_.servable(); }
-
     static int label_rank(const slot_type& s, std::uint64_t want) noexcept {
         const auto h = s.label_hash.load(std::memory_order_relaxed);
         return h == want ? 2 : h == 0 ? 1 : 0;
@@ -373,6 +388,14 @@ private:
 
     void sync_waiting() noexcept { waiting_.store(waiters_.size(), std::memory_order_seq_cst); }
 
+    // s, if idle, starts closing (the caller updates the capacity flag).
+    bool close_idle(slot_type& s, close_reason why, actions& a) {
+        if (!s.cas(slot_state::idle, slot_state::closing)) return false;
+        ++closing_;
+        a.closes.emplace_back(&s, why);
+        return true;
+    }
+
     void update_capacity() noexcept {
         over_capacity_.store(open_ - closing_ + connector_.in_flight() > max_size_, std::memory_order_relaxed);
     }
@@ -419,6 +442,9 @@ private:
     std::size_t closing_ = 0;    // of those, being closed
     std::size_t resetting_ = 0;  // of those, being reset
     std::size_t pinging_ = 0;    // of those, being validated for a waiter
+    // The next full housekeeping pass (eviction, leaks, probes): ticks for a deadline or a
+    // reservation's end in between only expire waiters, serve and connect.
+    time_point housekeeping_due_{};
 };
 
 }  // namespace connpool::detail

@@ -53,7 +53,9 @@ void pool_state<Connection>::connect_done(slot_type& s, std::optional<Connection
 
 template <class Connection>
 void pool_state<Connection>::tick(time_point now, actions& a) {
-    time_point next = saturating_add(now, opts_.housekeeping_interval);
+    const bool full = now >= housekeeping_due_;
+    if (full) housekeeping_due_ = saturating_add(now, opts_.housekeeping_interval);
+    time_point next = housekeeping_due_;
     waiters_.for_each([&](waiter_base& w) {
         if (w.deadline <= now) {
             expire(w, now, a);
@@ -66,11 +68,13 @@ void pool_state<Connection>::tick(time_point now, actions& a) {
         else next = std::min(next, w->deadline);
     }
     if (!closed()) {
-        evict_idle(now, a);
-        find_leaks(now, a);
+        if (full) {
+            evict_idle(now, a);
+            find_leaks(now, a);
+        }
         serve_waiters(now, a);
         plan_connects(now, a);
-        if (can_probe_ && waiters_.empty()) claim_for_probe(a);
+        if (full && can_probe_ && waiters_.empty()) claim_for_probe(a);
         if (connector_.in_backoff(now)) next = std::min(next, connector_.backoff_until());
         if (!waiters_.empty()) next = std::min(next, earliest_reservation_end(now));
         a.arm(next);  // a closed pool needs no timer: its waiters are all failed
@@ -85,11 +89,7 @@ void pool_state<Connection>::close(actions& a) {
     sync_waiting();
     slots_.for_each([&](slot_type& s) {
         for (;;) {
-            if (s.cas(slot_state::idle, slot_state::closing)) {
-                ++closing_;
-                a.closes.emplace_back(&s, close_reason::pool_closed);
-                return;
-            }
+            if (close_idle(s, close_reason::pool_closed, a)) return;
             if (s.cas(slot_state::leased, slot_state::orphaned)) return;
             // connecting, resetting, pinging, probing, closing: whoever holds it sees
             // closed() and closes it. A slot that went idle meanwhile: look again.
@@ -112,11 +112,7 @@ void pool_state<Connection>::set_max_size(std::size_t n, time_point now, actions
     update_capacity();
     std::size_t excess = open_ - closing_ > max_size_ ? open_ - closing_ - max_size_ : 0;
     slots_.for_each([&](slot_type& s) {
-        if (excess > 0 && s.cas(slot_state::idle, slot_state::closing)) {
-            ++closing_;
-            a.closes.emplace_back(&s, close_reason::resized);
-            --excess;
-        }
+        if (excess > 0 && close_idle(s, close_reason::resized, a)) --excess;
     });
     update_capacity();  // the leased excess closes as it comes back (take_excess)
     plan_connects(now, a);
@@ -137,10 +133,7 @@ template <class Connection>
 void pool_state<Connection>::retire_all(time_point now, actions& a) {
     generation_.fetch_add(1, std::memory_order_relaxed);
     slots_.for_each([&](slot_type& s) {
-        if (s.cas(slot_state::idle, slot_state::closing)) {
-            ++closing_;
-            a.closes.emplace_back(&s, close_reason::retired);
-        }
+        close_idle(s, close_reason::retired, a);
     });
     update_capacity();
     plan_connects(now, a);
@@ -161,7 +154,7 @@ pool_stats pool_state<Connection>::snapshot(time_point now) const {
 }
 
 template <class Connection>
-admit_result pool_state<Connection>::admit(waiter_base& w, time_point now, bool front, actions& a) {
+admit_result pool_state<Connection>::admit(waiter_base& w, time_point now, actions& a) {
     if (closed()) return refuse(w, errc::pool_closed, "pool closed");
     if (tenants_on() && !tenant_admit(w)) {
         return refuse(w, errc::tenant_quota_exceeded,
@@ -185,7 +178,7 @@ admit_result pool_state<Connection>::admit(waiter_base& w, time_point now, bool 
         return refuse(w, connector_.last_error().code, connector_.fast_fail_message(now));
     }
     if (w.phase == waiter_phase::fresh) w.enqueued_at = now;
-    front ? waiters_.push_front(w) : waiters_.push_back(w);
+    waiters_.push_back(w);
     sync_waiting();
     a.arm(w.deadline);
     serve_waiters(now, a);  // a slot published idle by a return that saw no waiter yet
@@ -212,9 +205,35 @@ void pool_state<Connection>::ping_done(slot_type& s, bool ok, time_point now, ac
 }
 
 template <class Connection>
+bool pool_state<Connection>::settle_handout(waiter_base& w, slot_type& s, const handout_verdict& v, time_point now,
+                                            actions& a) {
+    if (v.kind == handout_kind::close && excess_closed(v.reason)) return true;
+    if (v.kind == handout_kind::ping) {
+        start_validation(w, s, now, a);
+    } else {
+        close_leased(s, v.reason, a);
+        readmit(w, now, a);
+    }
+    return false;
+}
+
+template <class Connection>
+void pool_state<Connection>::return_unfit(slot_type& s, const return_verdict& v, time_point now, actions& a) {
+    if (v.kind == return_kind::reset) {
+        start_reset(s, a);
+    } else if (excess_closed(v.reason)) {
+        return hand_over(s, now, a);
+    } else {
+        close_leased(s, v.reason, a);
+    }
+    quota_freed(now, a);
+}
+
+template <class Connection>
 void pool_state<Connection>::readmit(waiter_base& w, time_point now, actions& a) {
     w.result = nullptr;
     w.validated = false;
+    if (closed()) return fail(w, errc::pool_closed, "pool closed", a);  // close() failed the queue already
     if (now >= w.deadline) return expire(w, now, a);
     w.phase = waiter_phase::queued;  // not fresh: keeps its enqueued_at
     waiters_.push_front(w);

@@ -77,10 +77,8 @@ void pool_state<Connection>::evict_idle(time_point now, actions& a) {
                                      ? (s->generation != gen ? close_reason::retired : close_reason::lifetime)
                                  : verdict == idle_verdict::max_idle ? close_reason::max_idle
                                                                      : close_reason::idle_timeout;
-        if (s->cas(slot_state::idle, slot_state::closing)) {
-            ++closing_;
+        if (close_idle(*s, why, a)) {
             update_capacity();
-            a.closes.emplace_back(s, why);
         } else {
             ++rank;  // someone took it: it is in use, not idle
         }

@@ -44,8 +44,9 @@ namespace connpool::detail {
 //   orphaned    closing     return             the lease came back            yes
 //   closing     empty       close_done         after the connection closed    yes
 //
-// Every transition out of idle or leased is a CAS, so that the fast paths, housekeeping
-// and close() never both win the same slot.
+// Every transition out of idle, and the lock-free return and close() out of leased, is a
+// CAS, so that the fast paths, housekeeping and close() never both win the same slot; the
+// other moves out of leased are made under the pool's lock by the slot's holder.
 enum class slot_state : std::uint8_t {
     empty,       // no connection; free for a connect
     connecting,  // a connect for this slot is in flight

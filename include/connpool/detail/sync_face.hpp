@@ -140,19 +140,10 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
         if (holds) {
             if (core.check_handout(w)) {
                 auto& s = *static_cast<slot_type*>(w.result);
-                if (core.settle_label(s, want)) return core.begin_lease(s, loc, me, w.enqueued_at);
-                // apply() failed and closed that connection: ask again, within the same deadline.
-                w.result = nullptr;
-                w.validated = false;
-                w.phase = waiter_phase::fresh;
-                const admit_result r = core.admit(w);
-                if (r == admit_result::refused) {
-                    err = std::move(w.error);
-                    return {};
-                }
-                if (r == admit_result::served) continue;
+                if (core.settle_label(w, s, want)) return core.begin_lease(s, loc, me, w.enqueued_at);
             }
-            // check_handout or admit queued w again, or started its ping: a completion is owed.
+            // check_handout or settle_label queued w again, or started its ping: a
+            // completion is owed.
         }
         if (!reported) {
             reported = true;

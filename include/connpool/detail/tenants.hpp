@@ -53,7 +53,7 @@ public:
 
     tenant_rec* find(std::uint32_t id) const noexcept {
         for (const auto& r : recs_) {
-            if (r->id == id && !r->removed) return r.get();
+            if (r->id == id) return r.get();
         }
         return nullptr;
     }
@@ -87,7 +87,8 @@ public:
 
     // Its waiters join the default tenant's sub-queue, oldest first; its leases keep
     // counting against the removed record until they come back. Records are never freed
-    // while the pool lives (slots and waiters point at them); a re-added id gets a new one.
+    // while the pool lives (slots and waiters point at them), but a removed one leaves the
+    // list that acquires scan; a re-added id gets a new one.
     void remove(tenant_id id) {
         if (id.value == 0) throw std::invalid_argument("tenant_id = 0: the default tenant cannot be removed");
         tenant_rec* r = find(id.value);
@@ -96,6 +97,9 @@ public:
         for (waiter_base* w = r->head; w != nullptr; w = w->tnext) moved.push_back(w);
         for (waiter_base* w : moved) unlink(*w);
         r->removed = true;
+        const auto it = std::find_if(recs_.begin(), recs_.end(), [&](const auto& p) { return p.get() == r; });
+        retired_.push_back(std::move(*it));
+        recs_.erase(it);
         for (waiter_base* w : moved) {
             w->tenant_ref = &default_rec();
             push(*w, false);
@@ -163,12 +167,12 @@ public:
     template <class F>
     void for_each(F&& f) const {
         for (const auto& r : recs_) f(*r);
+        for (const auto& r : retired_) f(*r);
     }
 
     std::vector<tenant_stats> snapshot() const {
         std::vector<tenant_stats> out;
         for (const auto& r : recs_) {
-            if (r->removed) continue;
             tenant_stats t;
             t.id = r->id;
             t.name = r->opts.name.empty() ? std::to_string(r->id) : r->opts.name;
@@ -200,7 +204,8 @@ private:
         return best;
     }
 
-    std::vector<std::unique_ptr<tenant_rec>> recs_;  // never shrinks: see remove()
+    std::vector<std::unique_ptr<tenant_rec>> recs_;     // the default tenant first, then the live ones
+    std::vector<std::unique_ptr<tenant_rec>> retired_;  // removed, kept while anything may point at them
     std::uint64_t vtime_ = 0;                        // the pass of the tenant served last
 };
 

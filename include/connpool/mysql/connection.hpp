@@ -28,6 +28,31 @@ using rows = std::vector<row>;
 class factory;
 namespace detail {
 class async_connect_op;
+
+// The MYSQL* a connection owns: a move leaves nullptr behind, and the owner closes it.
+class owned_handle {
+public:
+    owned_handle() = default;
+    explicit owned_handle(MYSQL* h) noexcept : h_(h) {}
+    owned_handle(owned_handle&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+    owned_handle& operator=(owned_handle&& o) noexcept {
+        if (this != &o) {
+            reset();
+            h_ = std::exchange(o.h_, nullptr);
+        }
+        return *this;
+    }
+    ~owned_handle() { reset(); }
+
+    void reset() noexcept {
+        if (h_ != nullptr) mysql_close(std::exchange(h_, nullptr));
+    }
+    operator MYSQL*() const noexcept { return h_; }
+    MYSQL* operator->() const noexcept { return h_; }
+
+private:
+    MYSQL* h_ = nullptr;
+};
 }
 
 // Owns a connected MYSQL* and closes it (mysql_close) on destruction. Move-only.
@@ -53,42 +78,9 @@ public:
     // Takes ownership of a connected handle.
     explicit connection(MYSQL* handle) noexcept : handle_(handle) {}
 
-    connection(connection&& other) noexcept
-        : handle_(std::exchange(other.handle_, nullptr)),
-          broken_(std::exchange(other.broken_, false)),
-          used_(std::exchange(other.used_, false)),
-          raw_used_(std::exchange(other.raw_used_, false)),
-          session_changed_(std::exchange(other.session_changed_, false)),
-          schema_changed_(std::exchange(other.schema_changed_, false)),
-          label_schema_(std::exchange(other.label_schema_, false)),
-          settings_reset_(std::exchange(other.settings_reset_, false)),
-          role_set_(std::exchange(other.role_set_, false)),
-          last_error_(std::move(other.last_error_)),
-          init_commands_(std::move(other.init_commands_)),
-          database_(std::move(other.database_)),
-          credential_generation_(other.credential_generation_),
-          reset_timeout_(other.reset_timeout_) {}
-
-    connection& operator=(connection&& other) noexcept {
-        if (this != &other) {
-            close();
-            handle_ = std::exchange(other.handle_, nullptr);
-            broken_ = std::exchange(other.broken_, false);
-            used_ = std::exchange(other.used_, false);
-            raw_used_ = std::exchange(other.raw_used_, false);
-            session_changed_ = std::exchange(other.session_changed_, false);
-            schema_changed_ = std::exchange(other.schema_changed_, false);
-            label_schema_ = std::exchange(other.label_schema_, false);
-            settings_reset_ = std::exchange(other.settings_reset_, false);
-            role_set_ = std::exchange(other.role_set_, false);
-            last_error_ = std::move(other.last_error_);
-            init_commands_ = std::move(other.init_commands_);
-            database_ = std::move(other.database_);
-            credential_generation_ = other.credential_generation_;
-            reset_timeout_ = other.reset_timeout_;
-        }
-        return *this;
-    }
+    // The handle moves; the moved-from connection is closed (and reads as broken).
+    connection(connection&&) noexcept = default;
+    connection& operator=(connection&&) noexcept = default;
 
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
@@ -255,12 +247,7 @@ public:
     }
 
     // Closes the session now (idempotent).
-    void close() noexcept {
-        if (handle_ != nullptr) {
-            mysql_close(handle_);
-            handle_ = nullptr;
-        }
-    }
+    void close() noexcept { handle_.reset(); }
 
 private:
     friend class factory;
@@ -305,7 +292,7 @@ private:
         schema_changed_ = false;
     }
 
-    MYSQL* handle_ = nullptr;
+    detail::owned_handle handle_;
     bool broken_ = false;
     bool used_ = false;
     bool raw_used_ = false;         // native_handle() was called: anything may have happened

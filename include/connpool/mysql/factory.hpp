@@ -135,8 +135,7 @@ public:
                    "ping failed: no answer within " + std::to_string(timeout.count()) + " ms"};
             return false;
         }
-        const int ret = outcome == detail::step_result::ok ? 0 : 1;
-        if (ret != 0) {
+        if (outcome != detail::step_result::ok) {
             error_info e = c.record_error("ping failed");
             c.mark_broken();
             err = {make_error_code(errc::ping_failed), std::move(e.message)};

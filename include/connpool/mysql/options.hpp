@@ -80,8 +80,8 @@ struct connect_options {
     std::chrono::milliseconds read_timeout{0};
     std::chrono::milliseconds write_timeout{0};
     // Upper bound on each step of a reset (COM_RESET_CONNECTION, ROLLBACK, each init command,
-    // selecting the schema again). A step that runs out of time fails the reset, and the pool
-    // closes the connection. Must be positive. With Oracle's libmysqlclient (no non-blocking
+    // selecting the schema again) and of a label's apply(). A step that runs out of time fails
+    // the reset or apply, and the pool closes the connection. Must be positive. With Oracle's libmysqlclient (no non-blocking
     // API) read_timeout bounds the steps instead.
     std::chrono::milliseconds reset_timeout{5000};
     // Statements run right after each connect (MYSQL_INIT_COMMAND), e.g. "SET time_zone='+00:00'".

@@ -62,8 +62,8 @@ struct factory_options {
     // std::invalid_argument otherwise). The helpers never use named prepared statements anyway.
     bool transaction_pooling = false;
 
-    // Upper bound on each reset step (cancel and drain, ROLLBACK, full reset). A reset that runs out
-    // of time fails and the pool closes the connection.
+    // Upper bound on each reset step (cancel and drain, ROLLBACK, full reset), and on a label's
+    // apply(). A reset or apply that runs out of time fails and the pool closes the connection.
     std::chrono::milliseconds reset_timeout{5000};
 };
 
@@ -100,8 +100,9 @@ public:
 
     // The password comes from credentials, over any in the conninfo: the cache asks its provider
     // only when the cached password is missing or about to expire, and a failed refresh fails the
-    // connect with the provider's message. A connect refused for the password (SQLSTATE 28P01)
-    // marks the cached one stale, so the next connect fetches a new one. With
+    // connect with the provider's message. A connect refused for the password (libpq's message
+    // says "password authentication failed"; with a server whose lc_messages is not English it
+    // is not recognised) marks the cached one stale, so the next connect fetches a new one. With
     // credential_options::retire_on_rotation, is_broken() is true for connections opened with an
     // older password, so the pool replaces them as they come back.
     factory(conninfo info, std::shared_ptr<credential_cache> credentials, factory_options o = {})
@@ -256,13 +257,7 @@ public:
 
     // DISCARD ALL (or a reset_sql that says RESET ALL or DISCARD ALL) returns every setting
     // to its default, so the pool forgets the label; a rollback-only reset keeps both.
-    bool reset_clears_labels(const connection&) const {
-        if (options_.reset == reset_policy::discard_all) return true;
-        if (options_.reset != reset_policy::custom_sql) return false;
-        std::string sql = options_.reset_sql;
-        for (auto& ch : sql) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-        return sql.find("RESET ALL") != std::string::npos || sql.find("DISCARD ALL") != std::string::npos;
-    }
+    bool reset_clears_labels(const connection&) const noexcept { return reset_clears_settings_; }
 
 private:
     static std::function<conninfo()> constant_source(conninfo info) {
@@ -273,7 +268,8 @@ private:
         validate();
     }
 
-    void validate() const {
+    // Also works out, once, whether a reset returns every setting to its default.
+    void validate() {
         if (options_.transaction_pooling && options_.reset != reset_policy::rollback) {
             throw std::invalid_argument(
                 "connpool::pg::factory_options::reset: only reset_policy::rollback works with transaction_pooling");
@@ -284,6 +280,11 @@ private:
         if (options_.reset_timeout <= std::chrono::milliseconds::zero()) {
             throw std::invalid_argument("connpool::pg::factory_options::reset_timeout: must be positive");
         }
+        std::string sql = options_.reset_sql;
+        for (auto& ch : sql) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        reset_clears_settings_ = options_.reset == reset_policy::discard_all ||
+                                 (options_.reset == reset_policy::custom_sql &&
+                                  (sql.find("RESET ALL") != std::string::npos || sql.find("DISCARD ALL") != std::string::npos));
     }
 
     // A zero timeout from the pool would fail every connect at once; treat it as "no bound" like libpq.
@@ -381,6 +382,7 @@ private:
 
     std::function<conninfo()> source_;
     factory_options options_;
+    bool reset_clears_settings_ = false;  // see validate()
     std::shared_ptr<credential_cache> credentials_;
 };
 

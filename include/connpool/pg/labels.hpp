@@ -77,8 +77,9 @@ inline std::optional<std::string> setting_sql(PGconn* n, const std::string& name
 }  // namespace detail
 
 // Moves c's session from `from` to `to` in one round trip (nothing to send: none). false:
-// err says why (the setting's name, never its value: a value may be a secret); the pool
-// then closes the connection, as its settings are unknown.
+// err says why: the setting a value could not be quoted for (by name, never its value), or
+// the server's error, which may quote the value it refused; the pool then closes the
+// connection, as its settings are unknown.
 inline bool apply_label(connection& c, const label& from, const label& to, error_info& err,
                         std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
     PGconn* n = c.native_handle();

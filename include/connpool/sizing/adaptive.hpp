@@ -36,12 +36,14 @@ struct adaptive_options {
 
 class adaptive_size {
 public:
-    adaptive_size(const adaptive_options& o, std::size_t start) : o_(o), size_(std::clamp(start, o.floor, o.ceiling)) {
+    // Checks first: std::clamp with ceiling < floor is undefined.
+    adaptive_size(const adaptive_options& o, std::size_t start) : o_(o) {
         if (o.floor == 0) throw std::invalid_argument("adaptive_options::floor = 0: must be at least 1");
         if (o.ceiling < o.floor)
             throw std::invalid_argument("adaptive_options::ceiling = " + std::to_string(o.ceiling) + ": must be at least floor");
         if (!(o.decrease > 0 && o.decrease < 1))
             throw std::invalid_argument("adaptive_options::decrease = " + std::to_string(o.decrease) + ": must be in (0, 1)");
+        size_ = std::clamp(start, o.floor, o.ceiling);
     }
 
     std::size_t size() const noexcept { return size_; }
@@ -80,7 +82,7 @@ public:
 
 private:
     adaptive_options o_;
-    std::size_t size_;
+    std::size_t size_ = 0;
     unsigned cool_ = 0;
     unsigned below_ = 0;
 };

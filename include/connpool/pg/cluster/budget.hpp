@@ -5,6 +5,7 @@
 #define CONNPOOL_PG_CLUSTER_BUDGET_HPP
 
 #include <connpool/pg/cluster/probe.hpp>
+#include <connpool/sizing/budget.hpp>
 
 #include <libpq-fe.h>
 
@@ -86,9 +87,8 @@ inline budget_report evaluate_budget(int max_connections, int reserved, int in_u
     r.in_use = in_use;
     r.instances = instances;
     r.max_size = max_size;
-    const int usable = std::max(0, max_connections - reserved);
-    // The small epsilon keeps 0.8 x 100 at 80: 0.8 is not exact in binary.
-    r.allowed_total = static_cast<std::size_t>(std::floor(fraction * usable + 1e-9));
+    r.allowed_total = sizing::budget_total(static_cast<std::size_t>(std::max(0, max_connections)),
+                                           static_cast<std::size_t>(std::max(0, reserved)), fraction);
     r.per_instance = r.allowed_total / instances;
     const std::size_t total = instances * max_size;
     r.over = total > r.allowed_total;
