@@ -21,7 +21,17 @@ packages=(
     chromium                                       # headless check of connpool-sim's HTML report
     patroni python3-etcd etcd-server etcd-client   # HA tests (label patroni); patroni's etcd backend
     curl python3                                   # test scripts: Prometheus readiness, JSON checks, free ports
+    ccache                                         # test.sh compiles through it when present
+    haproxy pgpool2                                # proxy tests: HAProxy + Patroni, pgpool-II (label proxy)
+    doxygen                                        # the API reference (target docs_api, label docs)
+    lld-19 libc++-19-dev-wasm32 libc++abi-19-dev-wasm32 libclang-rt-19-dev-wasm32 wasi-libc
+                                                   # the browser simulator's wasm build (sim_web)
 )
+# The browser test drives Chromium with puppeteer-core from npm. A machine whose Node.js came
+# from elsewhere keeps it; Debian's nodejs and npm only where there is none.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    packages+=(nodejs npm)
+fi
 
 missing=()
 for package in "${packages[@]}"; do
