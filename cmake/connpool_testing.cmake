@@ -1,11 +1,14 @@
 # Helpers for connpool's own tests and examples (never used by consumers of the library).
 #
 #   connpool_add_test_executable(NAME <target> SOURCES <src>... [LIBS <lib>...] [LABELS <label>...]
-#                                [FIXTURES <fixture>...] [TIMEOUT <seconds>] [NO_CATCH_MAIN])
+#                                [FIXTURES <fixture>...] [TIMEOUT <seconds>] [NO_CATCH_MAIN] [NO_PCH])
 #       A Catch2 test program. Each TEST_CASE becomes one CTest test (catch_discover_tests),
 #       with LABELS and, for tests that need a server, FIXTURES_REQUIRED set to FIXTURES.
 #       Sources include "connpool_catch.hpp" (tests/support), which picks Catch2 v2 or v3.
 #       NO_CATCH_MAIN: the sources define main() themselves.
+#       The program reuses one precompiled header (tests/support/test_pch.hpp: Catch2 and
+#       Boost.Asio), unless NO_PCH: a target with compile options of its own (e.g. -O2)
+#       cannot reuse it, as the compiler rejects a header built with other options.
 #       The first form's NAME keyword may be left out: connpool_add_test_executable(<target> ...).
 #
 #   connpool_add_example(NAME <target> SOURCES <src>... [LIBS <lib>...]
@@ -113,6 +116,30 @@ function(_connpool_catch_main_target out)
     set(${out} connpool_catch_main PARENT_SCOPE)
 endfunction()
 
+# One precompiled header for every test program (CONNPOOL_TEST_PCH, on by default): each test
+# translation unit otherwise parses Catch2 and Boost.Asio again, about two thirds of its
+# compile time. Built once, by an object library with the same flags as the programs.
+option(CONNPOOL_TEST_PCH "Precompile Catch2 and Boost.Asio once for connpool's test programs" ON)
+function(_connpool_test_pch_target out)
+    if(NOT TARGET connpool_test_pch)
+        add_library(connpool_test_pch OBJECT "${CONNPOOL_TEST_SUPPORT_DIR}/test_pch.cpp")
+        target_link_libraries(connpool_test_pch PUBLIC Boost::headers)
+        if(CONNPOOL_CATCH2_V3)
+            target_link_libraries(connpool_test_pch PUBLIC Catch2::Catch2)
+            target_compile_definitions(connpool_test_pch PRIVATE CONNPOOL_CATCH2_V3=1)
+        else()
+            target_link_libraries(connpool_test_pch PUBLIC Catch2::Catch2)
+        endif()
+        target_include_directories(connpool_test_pch PRIVATE "${CONNPOOL_TEST_SUPPORT_DIR}")
+        target_compile_features(connpool_test_pch PRIVATE cxx_std_20)
+        set_target_properties(connpool_test_pch PROPERTIES CXX_EXTENSIONS OFF)
+        target_precompile_headers(connpool_test_pch PRIVATE "${CONNPOOL_TEST_SUPPORT_DIR}/test_pch.hpp")
+        connpool_target_warnings(connpool_test_pch)
+        connpool_target_sanitizers(connpool_test_pch)
+    endif()
+    set(${out} connpool_test_pch PARENT_SCOPE)
+endfunction()
+
 # NAME may be given as the first positional argument instead of with the keyword.
 macro(_connpool_parse_name fn)
     if(NOT ARG_NAME)
@@ -138,7 +165,7 @@ endmacro()
 set(CONNPOOL_TEST_LAUNCHER "" CACHE STRING "Command that runs connpool's test programs (a CMake list)")
 
 function(connpool_add_test_executable)
-    cmake_parse_arguments(PARSE_ARGV 0 ARG "NO_CATCH_MAIN" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;FIXTURES")
+    cmake_parse_arguments(PARSE_ARGV 0 ARG "NO_CATCH_MAIN;NO_PCH" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;FIXTURES")
     _connpool_parse_name(connpool_add_test_executable)
     if(NOT Catch2_FOUND)
         message(FATAL_ERROR "connpool_add_test_executable(${ARG_NAME}): Catch2 was not found. "
@@ -167,6 +194,10 @@ function(connpool_add_test_executable)
     endif()
     connpool_target_warnings(${ARG_NAME})
     connpool_target_sanitizers(${ARG_NAME})
+    if(CONNPOOL_TEST_PCH AND NOT ARG_NO_PCH)
+        _connpool_test_pch_target(pch)
+        target_precompile_headers(${ARG_NAME} REUSE_FROM ${pch})
+    endif()
     if(CONNPOOL_TEST_LAUNCHER)
         set_target_properties(${ARG_NAME} PROPERTIES CROSSCOMPILING_EMULATOR "${CONNPOOL_TEST_LAUNCHER}")
     endif()

@@ -7,11 +7,15 @@
 #      example (the echo example drives the pool from real threads over real sockets), but
 #      not the tests that need a database server (labels pg, mysql),
 #   4. a ThreadSanitizer build (preset tsan): the same tests,
-#   5. clang 16 with libstdc++ (preset clang16) and with libc++ (preset clang16-libcxx): the
-#      whole tree built with -Werror (the adapters' tests too, so that they compile with
-#      clang), labels unit and example run,
-#   each in its own build directory, build/<preset>. The sanitizer builds leave the adapters
-#   out (CONNPOOL_WITH_PG/MYSQL=OFF): they would only build tests that do not run there.
+#   5. clang 16 with libstdc++ (preset clang16): the whole tree built with -Werror (the
+#      adapters' tests too, so that they compile with clang), labels unit and example run,
+#   6. clang 16 with libc++ (preset clang16-libcxx): labels unit and example,
+#   each in its own build directory, build/<preset>. The sanitizer and libc++ builds leave
+#   the adapters out (CONNPOOL_WITH_PG/MYSQL=OFF): they would only build tests that do not
+#   run there. The summary gives each section's time and the total.
+#
+# With ccache installed (install-deps.sh installs it) every compile goes through it, keyed
+# on paths relative to the checkout, so a second clone or a rerun compiles only what changed.
 #   clang 19 has a preset too (clang19); CI leaves it out to stay within its time budget.
 #
 # Usage: scripts/test.sh [--quick] [--no-deps]
@@ -41,6 +45,15 @@ for arg in "$@"; do
 done
 
 jobs="${CONNPOOL_JOBS:-$(nproc)}"
+started=$SECONDS
+
+if command -v ccache >/dev/null && [[ -z ${CMAKE_CXX_COMPILER_LAUNCHER:-} ]]; then
+    export CMAKE_CXX_COMPILER_LAUNCHER=ccache
+    # Hits across clones: the checkout's own paths are hashed relative to it. The precompiled
+    # header needs the two sloppiness settings (ccache's manual, "Precompiled headers").
+    export CCACHE_BASEDIR="$PWD"
+    export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+fi
 results=()
 failures=0
 
@@ -105,18 +118,20 @@ section "toolchain"
 "${CXX:-c++}" --version | head -n 1
 cmake --version | head -n 1
 echo "jobs: $jobs"
+echo "compiler launcher: ${CMAKE_CXX_COMPILER_LAUNCHER:-none}"
 
 run_section "plain build: every test (preset dev)" preset dev
 if ((!quick)); then
     run_section "ASan + UBSan build: labels unit, example (preset asan)" preset asan
     run_section "TSan build: labels unit, example (preset tsan)" tsan
     run_section "clang 16 + libstdc++: labels unit, example (preset clang16)" preset clang16
-    run_section "clang 16 + libc++: labels unit, example (preset clang16-libcxx)" preset clang16-libcxx
+    run_section "clang 16 + libc++: labels unit, example, core only (preset clang16-libcxx)" preset clang16-libcxx
 fi
 
 section "summary"
 printf '%s\n' "${results[@]}"
 passed=$((${#results[@]} - failures))
+echo "total: $((SECONDS - started)) s"
 echo
 echo "sections: $passed passed, $failures failed"
 ((failures == 0))

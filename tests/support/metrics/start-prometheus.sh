@@ -12,6 +12,8 @@
 set -uo pipefail
 
 env_file=${1:?usage: start-prometheus.sh ENV_FILE JOB=PROGRAM... -- [ARGS...]}
+# Resolved now: the servers below run with their own working directory (see the cd below).
+env_file=$(realpath -m -- "$env_file")
 shift
 jobs=()
 while [[ $# -gt 0 && $1 != -- ]]; do jobs+=("$1"); shift; done
@@ -24,6 +26,9 @@ prometheus=${CONNPOOL_PROMETHEUS:-/usr/bin/prometheus}
 command -v curl >/dev/null || { echo "start-prometheus.sh: curl not found (it asks Prometheus whether it is ready)" >&2; exit 1; }
 
 state=$(mktemp -d /tmp/connpool-prometheus.XXXXXX)
+# Every server (started as another user when we are root) inherits this working directory: it
+# must be one that user can enter, and never the checkout, which may sit in a 0700 directory.
+cd "$state"
 pids=()
 
 log() { echo "start-prometheus.sh: $*" >&2; }

@@ -5,6 +5,10 @@
 set -euo pipefail
 
 env_file=${1:?usage: restart.sh ENV_FILE [SECONDS_DOWN]}
+# Resolved now: the servers below run with their own working directory (see the cd below).
+env_file=$(realpath -m -- "$env_file")
+# Servers run as another user need a working directory they can enter: never the checkout.
+cd /
 down=${2:-0}
 dir=$(sed -n 's/^CONNPOOL_MYSQL_DIR=//p' "$env_file")
 [ -x "$dir/run-server.sh" ] || { echo "restart.sh: no server in $env_file" >&2; exit 1; }

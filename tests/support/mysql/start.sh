@@ -13,6 +13,8 @@
 set -euo pipefail
 
 env_file=${1:?usage: start.sh ENV_FILE}
+# Resolved now: the servers below run with their own working directory (see the cd below).
+env_file=$(realpath -m -- "$env_file")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 find_tool() {
@@ -35,6 +37,9 @@ if [ -f "$env_file" ]; then "$here/stop.sh" "$env_file" || true; fi
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/connpool-mysql.XXXXXX")
 chmod 755 "$dir"
+# Every server (started as another user when we are root) inherits this working directory: it
+# must be one that user can enter, and never the checkout, which may sit in a 0700 directory.
+cd "$dir"
 server_pid=
 # On any failure, leave no server and no directory behind: nobody would ever stop them.
 cleanup_on_error() {

@@ -4,6 +4,10 @@
 set -uo pipefail
 
 env_file=${1:?usage: stop.sh ENV_FILE}
+# Resolved now: the servers below run with their own working directory (see the cd below).
+env_file=$(realpath -m -- "$env_file")
+# Servers run as another user need a working directory they can enter: never the checkout.
+cd /
 [ -f "$env_file" ] || exit 0
 dir=$(sed -n 's/^CONNPOOL_MYSQL_DIR=//p' "$env_file")
 

@@ -12,6 +12,8 @@
 set -euo pipefail
 
 env_file=${1:?usage: start-servers.sh ENV_FILE [--no-pgbouncer]}
+# Resolved now: the servers below run with their own working directory (see the cd below).
+env_file=$(realpath -m -- "$env_file")
 with_bouncer=1
 [[ ${2:-} == --no-pgbouncer ]] && with_bouncer=0
 
@@ -39,6 +41,9 @@ fi
 
 state=$(mktemp -d /tmp/connpool-pg.XXXXXX)
 chmod 755 "$state"
+# Every server (started as another user when we are root) inherits this working directory: it
+# must be one that user can enter, and never the checkout, which may sit in a 0700 directory.
+cd "$state"
 mkdir -p "$state/sock" "$state/tls" "$state/bouncer"
 # On any failure before the env file is written, stop whatever did start and remove the directory:
 # nobody else could find it to clean it up.
@@ -202,6 +207,7 @@ cat >"$state/restart.sh" <<EOF
 #!/usr/bin/env bash
 # Restarts the test PostgreSQL with fast shutdown (every session is cut).
 set -e
+cd "$state"
 if [[ \$(id -u) == 0 ]]; then
     exec runuser -u $server_user -- "$pg_bin/pg_ctl" -D "$state/data" -l "$state/postgres.log" -w -t 60 -m fast restart
 fi

@@ -4,6 +4,10 @@
 set -uo pipefail
 
 env_file=${1:?usage: stop-servers.sh ENV_FILE}
+# Resolved now: the servers below run with their own working directory (see the cd below).
+env_file=$(realpath -m -- "$env_file")
+# Servers run as another user need a working directory they can enter: never the checkout.
+cd /
 [[ -f $env_file ]] || exit 0
 state=$(sed -n "s/^CONNPOOL_PG_STATE_DIR='\(.*\)'$/\1/p" "$env_file")
 pg_bin=$(sed -n "s/^CONNPOOL_PG_BIN='\(.*\)'$/\1/p" "$env_file")

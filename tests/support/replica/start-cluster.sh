@@ -15,6 +15,8 @@
 set -euo pipefail
 
 env_file=${1:?usage: start-cluster.sh ENV_FILE}
+# Resolved now: the servers below run with their own working directory (see the cd below).
+env_file=$(realpath -m -- "$env_file")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # A run that never reached its cleanup left servers behind: stop them before overwriting the file.
@@ -33,6 +35,9 @@ fi
 
 state=$(mktemp -d /tmp/connpool-replica.XXXXXX)
 chmod 755 "$state"
+# Every server (started as another user when we are root) inherits this working directory: it
+# must be one that user can enter, and never the checkout, which may sit in a 0700 directory.
+cd "$state"
 # Name the directory in ENV_FILE at once: if this script is killed (a fixture timeout), the
 # stop script still finds what to stop. The full facts replace it at the end.
 printf "%s='%s'\n" CONNPOOL_REPLICA_STATE_DIR "$state" > "$env_file"

@@ -17,6 +17,8 @@
 set -euo pipefail
 
 env_file=${1:?usage: start-patroni.sh ENV_FILE}
+# Resolved now: the servers below run with their own working directory (see the cd below).
+env_file=$(realpath -m -- "$env_file")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [[ -f $env_file ]]; then bash "$here/stop-patroni.sh" "$env_file"; fi
 
@@ -34,6 +36,9 @@ fi
 
 state=$(mktemp -d /tmp/connpool-patroni.XXXXXX)
 chmod 755 "$state"
+# Every server (started as another user when we are root) inherits this working directory: it
+# must be one that user can enter, and never the checkout, which may sit in a 0700 directory.
+cd "$state"
 # Name the directory in ENV_FILE at once: if this script is killed (a fixture timeout), the
 # stop script still finds what to stop. The full facts replace it at the end.
 printf "%s='%s'\n" CONNPOOL_PATRONI_STATE_DIR "$state" > "$env_file"
@@ -190,6 +195,7 @@ done
 {
     printf '#!/usr/bin/env bash\n# Acts on the Patroni cluster in %s (see start-patroni.sh).\nset -euo pipefail\n' "$state"
     printf 'state=%q\n' "$state"
+    printf 'cd "$state"\n'
     cat <<'CTL'
 leader() { patronictl -c "$state/p0.yml" list -f json | /usr/bin/python3 -c 'import json,sys; print(next(m["Member"] for m in json.load(sys.stdin) if m["Role"] == "Leader"))'; }
 case ${1:?usage: ctl.sh leader|switchover FROM TO|kill-leader} in

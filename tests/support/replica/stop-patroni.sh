@@ -8,10 +8,12 @@ if [[ ${1:-} == --state ]]; then
     state=${2:?}
     env_file=
 else
-    env_file=${1:?usage: stop-patroni.sh ENV_FILE}
+    env_file=$(realpath -m -- "${1:?usage: stop-patroni.sh ENV_FILE}")
     [[ -f $env_file ]] || exit 0
     state=$(sed -n "s/^CONNPOOL_PATRONI_STATE_DIR='\(.*\)'$/\1/p" "$env_file")
 fi
+# Servers run as another user need a working directory they can enter: never the checkout.
+cd /
 # Only ever touch what start-patroni.sh made.
 if [[ ! ( $state == /tmp/connpool-patroni.* && -d $state ) ]]; then
     [[ -n $env_file ]] && rm -f "$env_file"
