@@ -95,10 +95,11 @@ bool set_fifo_handoff(Options& o) {
     }
 }
 
-// The sticky handoff's quantum, where the core has it (0.2's options::handoff_quantum).
+// The barging handoff's starvation bound, where the core has it (0.3's
+// options::starvation_bound).
 template <class Options>
-bool set_handoff_quantum(Options& o, std::chrono::microseconds q) {
-    auto set = [q](auto& x) -> decltype(void(x.handoff_quantum = q)) { x.handoff_quantum = q; };
+bool set_starvation_bound(Options& o, std::chrono::microseconds q) {
+    auto set = [q](auto& x) -> decltype(void(x.starvation_bound = q)) { x.starvation_bound = q; };
     if constexpr (std::is_invocable_v<decltype(set), Options&>) {
         set(o);
         return true;

@@ -86,11 +86,11 @@ std::optional<bench::shape_result> run_dedicated(const bench::shape& s) {
     });
 }
 
-// fifo: strict FIFO handoff; quantum_us > 0: the sticky handoff with that quantum.
-std::optional<bench::shape_result> run_connpool(const bench::shape& s, bool fifo, long quantum_us = 0) {
+// fifo: strict FIFO handoff; bound_us > 0: the barging handoff with that starvation bound.
+std::optional<bench::shape_result> run_connpool(const bench::shape& s, bool fifo, long bound_us = 0) {
     auto o = pg_options(static_cast<std::size_t>(s.conns));
     if (fifo) bench::set_fifo_handoff(o);
-    if (quantum_us > 0) bench::set_handoff_quantum(o, std::chrono::microseconds(quantum_us));
+    if (bound_us > 0) bench::set_starvation_bound(o, std::chrono::microseconds(bound_us));
     pg::pool pool(pg::factory(conninfo), o);
     if (!bench::wait_idle(pool, static_cast<std::size_t>(s.conns))) {
         std::cerr << "contended_pg: connpool did not fill: " << pool.stats().last_connect_error << "\n";
@@ -260,11 +260,11 @@ int main(int argc, char** argv) {
     if (connpool::options probe; bench::set_fifo_handoff(probe)) {
         cs.push_back({"connpool_fifo", [](const bench::shape& s) { return run_connpool(s, true); }});
     }
-    // CONNPOOL_BENCH_QUANTUM_US=50: also the sticky handoff with a 50 µs quantum.
-    const long quantum = bench::env_long("CONNPOOL_BENCH_QUANTUM_US", 0);
-    if (connpool::options probe; quantum > 0 && bench::set_handoff_quantum(probe, std::chrono::microseconds(quantum))) {
-        cs.push_back({"connpool_q" + std::to_string(quantum) + "us",
-                      [quantum](const bench::shape& s) { return run_connpool(s, false, quantum); }});
+    // CONNPOOL_BENCH_BOUND_US=5000: also the barging handoff with a 5 ms starvation bound.
+    const long bound = bench::env_long("CONNPOOL_BENCH_BOUND_US", 0);
+    if (connpool::options probe; bound > 0 && bench::set_starvation_bound(probe, std::chrono::microseconds(bound))) {
+        cs.push_back({"connpool_b" + std::to_string(bound) + "us",
+                      [bound](const bench::shape& s) { return run_connpool(s, false, bound); }});
     }
 #if CONNPOOL_BENCH_HAVE_SOCI
     cs.push_back({"soci", run_soci});

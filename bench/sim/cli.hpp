@@ -39,8 +39,8 @@ server     --instances N  --max-connections N  --reserved N
            --outage START:LENGTH   e.g. 600s:30s, every backend dies and connects are refused
            --wake-latency exp:50us | hist:FILE   how late a woken application thread runs
 pool       --max-size --min-idle --max-idle --acquire-timeout --connect-timeout --idle-timeout
-           --max-lifetime --validation optimistic|always|when_idle --handoff sticky|fifo
-           --handoff-quantum --max-connecting --max-waiters --housekeeping --reset-on-return 0|1
+           --max-lifetime --validation optimistic|always|when_idle --handoff barging|fifo
+           --starvation-bound --queue-order fifo|lifo --max-connecting --max-waiters --housekeeping --reset-on-return 0|1
 sizing     --sweep 2:40[:step] | 4,8,16   --sweep-duration 2m   --target-p99 5ms
            --advise 5s             run the advisor every 5 s (chart of its recommendation)
            --adaptive FLOOR:CEILING  let the adaptive size move max_size (implies --advise 5s)
@@ -106,7 +106,7 @@ inline void apply(cli& c, const std::string& key, const std::string& v) {
     else if (key == "connect-timeout") o.connect_timeout = to_ms(v);
     else if (key == "idle-timeout") o.idle_timeout = to_ms(v);
     else if (key == "max-lifetime") o.max_lifetime = to_ms(v);
-    else if (key == "handoff-quantum") o.handoff_quantum = std::chrono::duration_cast<std::chrono::microseconds>(parse_duration(v));
+    else if (key == "starvation-bound") o.starvation_bound = std::chrono::duration_cast<std::chrono::microseconds>(parse_duration(v));
     else if (key == "max-connecting") o.max_connecting = to_size(v);
     else if (key == "max-waiters") o.max_waiters = to_size(v);
     else if (key == "housekeeping") o.housekeeping_interval = to_ms(v);
@@ -117,9 +117,13 @@ inline void apply(cli& c, const std::string& key, const std::string& v) {
         else if (v == "when_idle") o.validation = validation_mode::when_idle;
         else throw std::invalid_argument("--validation: optimistic, always or when_idle, not '" + v + "'");
     } else if (key == "handoff") {
-        if (v == "sticky") o.handoff = handoff_policy::sticky;
+        if (v == "barging" || v == "sticky") o.handoff = handoff_policy::barging;
         else if (v == "fifo") o.handoff = handoff_policy::fifo;
-        else throw std::invalid_argument("--handoff: sticky or fifo, not '" + v + "'");
+        else throw std::invalid_argument("--handoff: barging or fifo, not '" + v + "'");
+    } else if (key == "queue-order") {
+        if (v == "fifo") o.queue_order = waiter_order::fifo;
+        else if (v == "lifo") o.queue_order = waiter_order::lifo;
+        else throw std::invalid_argument("--queue-order: fifo or lifo, not '" + v + "'");
     } else if (key == "sweep") c.sweep = v;
     else if (key == "sweep-duration") c.sweep_duration = parse_duration(v);
     else if (key == "target-p99") c.target_p99_ms = static_cast<double>(parse_duration(v).count()) / 1e6;

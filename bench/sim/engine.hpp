@@ -67,8 +67,8 @@ private:
         std::unique_ptr<connpool::sizing::adaptive_size> sizer;
     };
 
-    enum class ev : std::uint8_t { arrival, burst, wake, deadline, hold_done, connected, ping_done, reset_done, timer,
-                                   sample, advise, outage_start, outage_end };
+    enum class ev : std::uint8_t { arrival, burst, wake, deadline, starving, hold_done, connected, ping_done, reset_done,
+                                   timer, sample, advise, outage_start, outage_end };
     struct event {
         time_point t;
         std::uint64_t seq;
@@ -214,6 +214,13 @@ inline void engine::dispatch(const event& e) {
         if (wk->round == e.x && wk->w.pending()) {
             detail::actions a;
             in.st->give_up(wk->w, errc::acquire_timeout, now_, a);
+            carry_out(in, a);
+        }
+        break;
+    case ev::starving:  // the blocking face looks for idle connections at its starvation bound
+        if (wk->round == e.x && wk->w.phase == detail::waiter_phase::queued) {
+            detail::actions a;
+            in.st->waiter_starving(now_, a);
             carry_out(in, a);
         }
         break;

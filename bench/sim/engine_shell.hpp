@@ -43,7 +43,7 @@ inline void engine::acquire_next(instance& in, worker& wk) {
     ++wk.round;
     wk.asked_at = now_;
     state_t& st = *in.st;
-    slot_t* pre = st.lease_hint(wk.hint, reinterpret_cast<detail::caller_id>(&wk), [&] { return now_; });
+    slot_t* pre = st.lease_hint(wk.hint, [&] { return now_; });
     if (pre != nullptr) {
         const auto v = detail::judge_handout(state_t::facts_of(*pre, now_), st.facts(), st.opts(), true);
         if (v.kind == detail::handout_kind::deliver) return got(in, wk, *pre);
@@ -57,7 +57,12 @@ inline void engine::acquire_next(instance& in, worker& wk) {
     }
     detail::actions a;
     const auto r = st.admit(wk.w, now_, a);
-    if (r == detail::admit_result::queued) push(wk.w.deadline, ev::deadline, in.id, &wk, wk.round);
+    if (r == detail::admit_result::queued) {
+        push(wk.w.deadline, ev::deadline, in.id, &wk, wk.round);
+        if (st.opts().handoff == connpool::handoff_policy::barging) {
+            push(wk.w.enqueued_at + st.opts().starvation_bound, ev::starving, in.id, &wk, wk.round);
+        }
+    }
     carry_out(in, a);
     if (r == detail::admit_result::refused) return failed(in, wk);
     if (r == detail::admit_result::served) handle_result(in, wk);
@@ -67,10 +72,7 @@ inline void engine::acquire_next(instance& in, worker& wk) {
 inline void engine::handle_result(instance& in, worker& wk) {
     waiter& w = wk.w;
     if (!w.pending() && w.result != nullptr) {
-        if (check_handout(in, w)) {
-            state_t::start_run(*static_cast<slot_t*>(w.result), now_);  // as pool_core::begin_lease after a wait
-            got(in, wk, *static_cast<slot_t*>(w.result));
-        }
+        if (check_handout(in, w)) got(in, wk, *static_cast<slot_t*>(w.result));
         return;  // else pending again, or completed: its completion wakes us
     }
     if (w.phase == detail::waiter_phase::done) failed(in, wk);
@@ -91,6 +93,7 @@ inline bool engine::check_handout(instance& in, waiter& w) {
 
 // pool_core::begin_lease, then the request's work.
 inline void engine::got(instance& in, worker& wk, slot_t& s) {
+    in.st->lease_started(s, [&] { return now_; });
     s.leased_at.store(now_, std::memory_order_relaxed);
     s.leak_reported.store(false, std::memory_order_relaxed);
     s.skip_reset = false;
@@ -139,10 +142,9 @@ inline void engine::give_back(instance& in, worker& wk, slot_t& s, bool discard)
     s.recency.store(++recency_, std::memory_order_relaxed);
     detail::actions a;
     if (v.kind == detail::return_kind::keep) {
-        switch (st.return_to_idle(s, reinterpret_cast<detail::caller_id>(&wk), [&] { return now_; })) {
+        switch (st.return_to_idle(s, [&] { return now_; })) {
         case detail::publish_result::done:
             wk.hint = &s;
-            if (st.take_sweep_request()) arm(in, now_ + st.opts().handoff_quantum);
             return;
         case detail::publish_result::serve:
             wk.hint = &s;

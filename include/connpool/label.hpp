@@ -18,6 +18,12 @@
 #include <utility>
 #include <vector>
 
+// Test builds only: the label hash truncated to this many bits, so that tests meet hash
+// collisions and can check that a label's identity never rests on its hash.
+#ifndef CONNPOOL_LABEL_HASH_BITS
+#define CONNPOOL_LABEL_HASH_BITS 64
+#endif
+
 namespace connpool {
 
 class label {
@@ -45,7 +51,9 @@ public:
     bool empty() const noexcept { return settings_.empty(); }
     const std::vector<setting>& settings() const noexcept { return settings_; }  // sorted by name
 
-    // 0 only for the empty label; equal labels have equal hashes.
+    // 0 only for the empty label; equal labels have equal hashes. Different labels may
+    // share one: the pool uses it to find candidates and compares labels exactly (==)
+    // before it decides that a connection carries a label.
     std::uint64_t hash() const noexcept { return hash_; }
 
     const std::string* find(std::string_view name) const noexcept {
@@ -60,16 +68,20 @@ public:
     }
 
 private:
+    // FNV-1a over each name and value, each preceded by its length: a value may contain
+    // any byte, so no separator could tell {a=b, c=d} from {a="b<sep>c<sep>d"}.
     std::uint64_t compute_hash() const noexcept {
-        std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+        std::uint64_t h = 1469598103934665603ull;
+        auto byte = [&](unsigned char c) { h = (h ^ c) * 1099511628211ull; };
         auto mix = [&](std::string_view s) {
-            for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-            h = (h ^ 0xff) * 1099511628211ull;  // a separator no setting contains
+            for (std::size_t n = s.size(), i = 0; i < sizeof(std::uint64_t); ++i, n >>= 8) byte(static_cast<unsigned char>(n));
+            for (unsigned char c : s) byte(c);
         };
         for (const auto& s : settings_) {
             mix(s.first);
             mix(s.second);
         }
+        if constexpr (CONNPOOL_LABEL_HASH_BITS < 64) h &= (std::uint64_t{1} << CONNPOOL_LABEL_HASH_BITS) - 1;
         return h == 0 ? 1 : h;
     }
 

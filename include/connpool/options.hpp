@@ -23,16 +23,30 @@ enum class validation_mode {
 
 // Whom a returned connection goes to while callers wait for one.
 enum class handoff_policy {
-    // The thread that returned the connection may take it back within handoff_quantum of
-    // the start of its run; after that, the connection goes straight to the oldest waiter.
-    // A handoff to a parked thread costs a wake-up (tens of microseconds on a VM), and a
-    // connection that waits idle for it serves nobody. Batching a quantum of uses per
-    // thread keeps throughput near the connections' own, while every waiter is still
-    // served in FIFO order, at most a few quanta late.
-    sticky,
-    // Every returned connection goes straight to the oldest waiter: strict FIFO, one
+    // Barging, bounded by a starvation mode (the rule of Go's sync.Mutex). A returned
+    // connection goes back to the idle set, and whoever asks first takes it: usually the
+    // thread that returned it, coming straight back without a wake-up (tens of
+    // microseconds on a VM) or a lock. Once the oldest waiter has waited starvation_bound,
+    // every return hands its connection straight to the oldest waiter, until none has
+    // waited that long. A blocking waiter looks for an idle connection itself when it
+    // reaches the bound, and an async waiter at the head of the queue is served directly,
+    // so no waiter's wait depends on another caller coming back or on a timer.
+    barging,
+    // Every returned connection goes straight to the next waiter (waiter_order): one
     // wake-up per use once callers outnumber connections.
     fifo,
+    // 0.2's name for the default; its quantum is now the starvation bound.
+    sticky = barging,
+};
+
+// Which waiter a connection goes to when it is handed over and nobody is starving.
+enum class waiter_order {
+    fifo,  // the oldest first
+    // The newest first: it is the most likely to be still spinning, and older ones are
+    // served once they reach options::starvation_bound (handoff_policy::barging), so the
+    // bound still holds. Under handoff_policy::fifo nothing bounds the oldest's wait but
+    // its deadline. Tenants keep FIFO order within each tenant.
+    lifo,
 };
 
 // Pool policies. An aggregate: set what you need with designated initializers,
@@ -69,10 +83,13 @@ struct options {
     bool reset_on_return = true;
     // A lease held longer than this is reported once (hooks::on_leak). 0 disables.
     std::chrono::milliseconds leak_threshold = std::chrono::milliseconds(0);
-    // See handoff_policy. The quantum only matters while callers wait: an uncontended
-    // thread keeps its connection as long as nobody else asks.
-    handoff_policy handoff = handoff_policy::sticky;
-    std::chrono::microseconds handoff_quantum = std::chrono::microseconds(500);
+    // See handoff_policy. Only matters while callers wait: an uncontended thread keeps
+    // its connection as long as nobody else asks.
+    handoff_policy handoff = handoff_policy::barging;
+    // With handoff_policy::barging: how long the oldest waiter may wait before returns
+    // are handed to it directly. Bounds every wait at about this plus one hold time.
+    std::chrono::microseconds starvation_bound = std::chrono::milliseconds(1);
+    waiter_order queue_order = waiter_order::fifo;
     // Callers allowed to wait at once; beyond it acquire fails at once with
     // too_many_waiters. 0 means unlimited.
     std::size_t max_waiters = 0;
@@ -84,8 +101,9 @@ struct options {
     std::chrono::milliseconds backoff_initial = std::chrono::milliseconds(100);
     std::chrono::milliseconds backoff_max = std::chrono::seconds(10);
     // How often housekeeping (idle timeout, lifetime, max_idle, probes, leaks) runs; the
-    // timer also fires at waiters' deadlines and the end of a sticky quantum, where it only
-    // expires, serves and connects.
+    // timer also fires at waiters' deadlines and at the end of a connect's backoff, where
+    // it only expires (an expiring waiter first takes a connection that is idle), serves
+    // and connects.
     std::chrono::milliseconds housekeeping_interval = std::chrono::seconds(1);
     // Threads for blocking connects, and as many again for pings, resets and labels'
     // apply() for async callers, so that a hung connect never delays a validation or a
@@ -134,10 +152,12 @@ inline void validate(const options& o) {
     if (o.ping_timeout.count() <= 0) invalid_option("ping_timeout", ms_text(o.ping_timeout), "must be positive");
     if (o.leak_threshold.count() < 0)
         invalid_option("leak_threshold", ms_text(o.leak_threshold), "must not be negative");
-    if (o.handoff_quantum.count() <= 0)
-        invalid_option("handoff_quantum", std::to_string(o.handoff_quantum.count()) + "us", "must be positive");
-    if (o.handoff != handoff_policy::sticky && o.handoff != handoff_policy::fifo)
+    if (o.starvation_bound.count() <= 0)
+        invalid_option("starvation_bound", std::to_string(o.starvation_bound.count()) + "us", "must be positive");
+    if (o.handoff != handoff_policy::barging && o.handoff != handoff_policy::fifo)
         invalid_option("handoff", std::to_string(static_cast<int>(o.handoff)), "is not a handoff_policy");
+    if (o.queue_order != waiter_order::fifo && o.queue_order != waiter_order::lifo)
+        invalid_option("queue_order", std::to_string(static_cast<int>(o.queue_order)), "is not a waiter_order");
     if (o.validation != validation_mode::optimistic && o.validation != validation_mode::always &&
         o.validation != validation_mode::when_idle)
         invalid_option("validation", std::to_string(static_cast<int>(o.validation)), "is not a validation_mode");

@@ -39,6 +39,7 @@ struct test_waiter : waiter_base {
     std::size_t caller = 0;
     int outcomes = 0;        // final outcomes the caller saw: a lease or an error
     time_point asked_at{};   // when the caller called acquire
+    bool looked = false;     // reached the starvation bound and looked for idle slots (sync_face)
 };
 
 enum class ret { clean, dirty, discard, broken };
@@ -102,15 +103,18 @@ public:
 
     // The caller asks for a connection: its hint first (the lock-free fast path), else
     // admit(). Returns true when the caller holds a lease at the end of the call.
-    bool acquire(std::size_t c, std::chrono::milliseconds timeout) {
+    // async: the waiter is an async one (async_acquire's), which never looks for idle
+    // slots at its starvation bound itself.
+    bool acquire(std::size_t c, std::chrono::milliseconds timeout, bool async = false) {
         caller_state& k = callers.at(c);
         if (k.lease != nullptr || k.waiting != nullptr) {
             note("caller " + std::to_string(c) + " acquires while it holds or waits");
             return false;
         }
         test_waiter& w = new_waiter(c, timeout);
+        w.is_async = async;
         k.waiting = &w;
-        if (slot_t* s = st.lease_hint(k.hint, c + 1, [&] { return now; })) {
+        if (slot_t* s = st.lease_hint(k.hint, [&] { return now; })) {
             // The state machine never saw this waiter: a hand-out check that pings or
             // closes needs its place in time.
             w.enqueued_at = now;
@@ -161,11 +165,8 @@ public:
             st.quota_freed(now, a_);
             break;
         case return_kind::keep:
-            switch (st.return_to_idle(*s, c + 1, [&] { return now; })) {
-            case publish_result::done:
-                // The sweep is armed at the end of this slot's reservation.
-                if (st.take_sweep_request()) arm(s->sticky_until.load());
-                break;
+            switch (st.return_to_idle(*s, [&] { return now; })) {
+            case publish_result::done: break;
             case publish_result::serve: st.serve_waiters(now, a_); break;
             case publish_result::locked: st.hand_over(*s, now, a_); break;
             }
@@ -255,14 +256,42 @@ public:
 
     // ------------------------------------------------------------ time
 
-    // Virtual time passes; the timer fires on time at every point it was armed for.
+    // Virtual time passes; the timer fires on time at every point it was armed for, and
+    // each waiting caller looks for idle slots at its starvation bound, as blocking_acquire
+    // does under handoff_policy::barging.
     void advance(duration d) {
         const time_point target = now + d;
-        while (timer <= target) {
-            if (timer > now) now = timer;
-            tick();
+        for (;;) {
+            const time_point look = next_look();
+            const time_point t = std::min(timer, look);
+            if (t > target) break;
+            if (t > now) now = t;
+            if (t == timer) {
+                tick();
+            } else {
+                look_when_starving();
+            }
         }
         now = target;
+    }
+
+    time_point next_look() const {
+        time_point t = time_point::max();
+        if (opts.handoff != handoff_policy::barging) return t;
+        for (const auto& w : waiters) {
+            if (w->phase == waiter_phase::queued && !w->looked && !w->is_async) t = std::min(t, w->enqueued_at + opts.starvation_bound);
+        }
+        return t;
+    }
+
+    void look_when_starving() {
+        for (const auto& w : waiters) {
+            if (w->phase != waiter_phase::queued || w->looked || w->is_async) continue;
+            if (now < w->enqueued_at + opts.starvation_bound) continue;
+            w->looked = true;
+            st.waiter_starving(now, a_);
+            process();
+        }
     }
 
     void tick() {
@@ -443,6 +472,7 @@ private:
         k.hint = &s;
         ++k.acquires;
         k.last_served = now;
+        st.lease_started(s, [&] { return now; });
         s.leased_at.store(now, std::memory_order_relaxed);
         s.leak_reported.store(false, std::memory_order_relaxed);
         s.count_acquire();

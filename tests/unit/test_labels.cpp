@@ -3,12 +3,14 @@
 // checked against what its caller asked for.
 #include "connpool_catch.hpp"
 #include "fake.hpp"
+#include "label_fake.hpp"
 
 #include <connpool/label.hpp>
 
 #include <boost/asio/io_context.hpp>
 
 #include <atomic>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -19,48 +21,6 @@ using namespace connpool;
 using namespace connpool::test;
 
 namespace {
-
-// What the fake server knows: each connection's session settings, and the apply calls.
-struct sessions {
-    std::mutex m;
-    std::map<int, label> by_id;
-    std::atomic<int> applies{0};
-    std::atomic<int> fail_next{0};  // that many apply() calls fail
-    std::atomic<int> wrong_from{0};  // apply() told a from-label the session did not have
-    std::atomic<std::thread::id> apply_thread{};  // where the last apply() ran
-
-    label of(int id) {
-        std::lock_guard lk(m);
-        return by_id[id];
-    }
-};
-
-struct label_factory : fake_factory {
-    std::shared_ptr<sessions> srv = std::make_shared<sessions>();
-
-    bool apply(fake_connection& c, const label& from, const label& to, error_info& e) {
-        ++srv->applies;
-        srv->apply_thread = std::this_thread::get_id();
-        std::lock_guard lk(srv->m);
-        if (!(srv->by_id[c.id] == from)) ++srv->wrong_from;
-        if (srv->fail_next > 0) {
-            --srv->fail_next;
-            srv->by_id[c.id] = label{{"half", "applied"}};  // a failed SET leaves it unknown
-            e = error_info{errc::reset_failed, "SET failed"};
-            return false;
-        }
-        srv->by_id[c.id] = to;
-        return true;
-    }
-
-    bool reset_clears_labels(const fake_connection&) const { return true; }
-
-    bool reset(fake_connection& c, error_info&) {
-        std::lock_guard lk(srv->m);
-        srv->by_id[c.id] = label{};  // a full reset: the server's defaults
-        return true;
-    }
-};
 
 options no_reset(std::size_t n) {
     options o;
@@ -225,4 +185,71 @@ TEST_CASE("an async acquire's apply() runs on a pool worker, not on the thread w
     REQUIRE(id >= 0);
     CHECK(srv->of(id) == A);
     CHECK(srv->apply_thread.load() != std::this_thread::get_id());
+}
+
+TEST_CASE("issue 20 defect 5: a throwing reset_clears_labels closes the connection instead of terminating",
+          "[unit][labels][defect]") {
+    label_factory f;
+    auto srv = f.srv;
+    auto db = f.db;
+    f.srv->clears_throws = true;
+    options o = no_reset(1);
+    o.reset_on_return = true;
+    pool<label_factory> p(f, o);
+    {
+        auto l = p.acquire(A);
+        l->dirty = true;  // a reset runs on return, then asks whether it cleared the label
+    }
+    // The reset's outcome is unknown, so that connection closes; the next acquire gets a
+    // new one that carries what it asks for.
+    auto l = p.acquire(B);
+    CHECK(srv->of(l->id) == B);
+    CHECK(p.stats().closed_for(close_reason::reset_failed) == 1);
+    CHECK(db->connects >= 2);
+}
+
+TEST_CASE("issue 20 defect 6: destroying the pool does not wait out a slow async apply()", "[unit][labels][defect]") {
+    label_factory f;
+    f.srv->apply_sleep_ms = 30000;  // a server that hangs in SET
+    options o = no_reset(1);
+    o.connect_timeout = std::chrono::milliseconds(200);
+    auto p = std::make_unique<pool<label_factory>>(f, o);
+    p->async_acquire(A, [&](error_code, pool<label_factory>::lease_type) {});
+    for (int i = 0; i < 1000 && f.srv->applies == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    REQUIRE(f.srv->applies == 1);  // apply() is running on the maintenance lane
+    // Bounded by connect_timeout like every other shutdown wait, not by the apply: a hang
+    // check with a limit far above 200 ms and far below 30 s.
+    auto fut = std::async(std::launch::async, [&] { p.reset(); });
+    CHECK(fut.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    fut.wait();
+}
+
+TEST_CASE("issue 16 defect 1: a label whose value imitates another label's fields is told apart",
+          "[unit][labels][identity]") {
+    const label two{{"a", "b"}, {"c", "d"}};
+    const label one{{"a", std::string("b\xff" "c\xff" "d")}};
+    CHECK(two.hash() != one.hash());  // on 0.2 these collided: the separator was a byte a value may hold
+    label_factory f;
+    auto srv = f.srv;
+    pool<label_factory> p(f, no_reset(1));
+    { auto l = p.acquire(two); }
+    auto l = p.acquire(one);
+    CHECK(srv->of(l->id) == one);  // on 0.2: two's settings, and no apply()
+}
+
+TEST_CASE("a connection that replaces a closed labelled one starts clean and gets its label applied",
+          "[unit][labels][identity]") {
+    // Found by the mixed stress test: a slot kept the closed connection's label, so the new
+    // connection in it was handed out as carrying settings its session never had.
+    label_factory f;
+    auto srv = f.srv;
+    pool<label_factory> p(f, no_reset(1));
+    {
+        auto l = p.acquire(A);
+        l.discard();
+    }
+    auto l = p.acquire(A);
+    CHECK(srv->of(l->id) == A);
+    CHECK(srv->applies == 2);
+    CHECK(srv->wrong_from == 0);
 }

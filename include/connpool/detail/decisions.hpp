@@ -20,8 +20,8 @@ struct pool_counts {
     std::size_t in_use = 0;  // leased or busy: they will come back
     std::size_t waiting = 0;
     // Connections on their way back to the queue soon: being reset, or idle (while others
-    // wait, an idle one is reserved for the thread that returned it, handoff_policy::sticky,
-    // and comes within a quantum). A waiter they will serve needs no connect of its own.
+    // wait, an idle one is there for barging, handoff_policy::barging, and reaches a waiter
+    // within the starvation bound). A waiter they will serve needs no connect of its own.
     std::size_t coming_back = 0;
 };
 

@@ -1,5 +1,5 @@
 // connpool internals: the pool's one timer, for every deadline (async waiters' timeouts,
-// idle timeout, lifetime, probes, leaks, backoff, the end of a sticky quantum).
+// idle timeout, lifetime, probes, leaks, backoff).
 //
 // The pool object owns it, not the shared core that leases keep alive: nothing bound to
 // the user's io_context outlives the pool object, so a lease returned after the pool and
@@ -19,6 +19,8 @@
 #include <boost/asio/strand.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -71,7 +73,12 @@ public:
         fire_ = std::move(fire);
         if (internal_) {
             auto in = internal_;
-            internal_->thread = std::thread([in] { in->ctx.run(); });
+            internal_->thread = std::thread([in] {
+                in->ctx.run();
+                std::lock_guard lk(in->m);
+                in->exited = true;
+                in->cv.notify_all();
+            });
         }
     }
 
@@ -108,17 +115,24 @@ public:
 
     // From the pool's destructor: no fire after this returns (except one already running
     // on another thread, which finds the core closed). The internal thread finishes the
-    // completions already posted to it first; it is let go, not joined, when stop() runs
-    // on it (the pool destroyed inside one of its own completions).
-    void stop() {
+    // completions already posted to it first, until `until`; it is let go, not joined, when
+    // stop() runs on it (the pool destroyed inside one of its own completions) or when
+    // work outlives the pool (an async_drain() whose handler keeps the context busy until
+    // a lease still out comes back). It owns its context, so letting it go is safe.
+    void stop(std::chrono::steady_clock::time_point until = std::chrono::steady_clock::time_point::max()) {
         cancel();
         if (internal_) {
             internal_->guard.reset();
             if (internal_->thread.joinable()) {
-                if (internal_->thread.get_id() == std::this_thread::get_id()) {
-                    internal_->thread.detach();
-                } else {
+                bool exited = false;
+                if (internal_->thread.get_id() != std::this_thread::get_id()) {
+                    std::unique_lock lk(internal_->m);
+                    exited = internal_->cv.wait_until(lk, until, [&] { return internal_->exited; });
+                }
+                if (exited) {
                     internal_->thread.join();
+                } else {
+                    internal_->thread.detach();
                 }
             }
         }
@@ -131,6 +145,9 @@ private:
         asio::io_context ctx{1};
         asio::executor_work_guard<asio::io_context::executor_type> guard{ctx.get_executor()};
         std::thread thread;
+        std::mutex m;
+        std::condition_variable cv;
+        bool exited = false;  // ctx.run() returned (guarded by m)
     };
 
     void on_fire() {

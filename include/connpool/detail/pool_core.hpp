@@ -97,17 +97,16 @@ public:
         return h;
     }
 
-    // This thread, as a caller of sticky reservations.
-    static caller_id me() noexcept { return reinterpret_cast<caller_id>(&hint()); }
-
     slot_type* lease_hint(std::uint64_t want_label = 0) noexcept {
         const hint_entry h = hint();
         if (h.pool_id != id_) return nullptr;
-        return state_.lease_hint(h.slot, me(), [] { return now(); }, want_label);
+        return state_.lease_hint(h.slot, [] { return now(); }, want_label);
     }
 
+    // Exact: the hash only found the candidate. The caller holds s, so its label (written
+    // by its previous holder before the slot was published) is stable.
     bool carries(const slot_type& s, const label& want) const noexcept {
-        return s.label_hash.load(std::memory_order_relaxed) == want.hash();
+        return s.label_hash.load(std::memory_order_relaxed) == want.hash() && s.current_label == want;
     }
 
     // Before delivery: w's connection s gets the settings asked for (the empty label:
@@ -209,6 +208,12 @@ public:
         for (auto& n : found) reporter_.nested(n);
     }
 
+    // A blocking waiter reached the starvation bound: it looks for the idle connections
+    // that barging left, on its own thread, whatever any executor is doing.
+    void waiter_starving() {
+        control([](state_type& st, time_point t, actions& a) { st.waiter_starving(t, a); });
+    }
+
     // The caller stops waiting: errc::cancelled or errc::acquire_timeout.
     void give_up(waiter_base& w, errc why) {
         actions a;
@@ -231,7 +236,7 @@ public:
             s.acquires.load(std::memory_order_relaxed) % reporting::use_time_sample_every == 0) [[unlikely]] {
             s.timed_since.store(now(), std::memory_order_relaxed);
         }
-        if (enqueued_at != time_point{}) state_type::start_run(s, now());
+        state_.lease_started(s, [] { return now(); });
         s.site.store(loc, std::memory_order_relaxed);
         s.holder.store(holder, std::memory_order_relaxed);
         s.leak_reported.store(false, std::memory_order_relaxed);
@@ -245,9 +250,12 @@ public:
 
     void give_back(slot_base& base, bool discard) noexcept override {
         auto& s = static_cast<slot_type&>(base);
-        s.in_return.store(true, std::memory_order_relaxed);
         const auto t = coarse_now<Clock>();
+        // The hook runs before in_return is set: it may destroy the pool, whose shutdown
+        // waits for in_return to clear, which it could not on this very stack. The slot
+        // is still leased then, so the pool cannot drain and keeps the core alive.
         reporter_.returned(s, t);
+        s.in_return.store(true, std::memory_order_relaxed);
         if (const auto since = s.timed_since.load(std::memory_order_relaxed); since != time_point{}) [[unlikely]] {
             s.use_time.record(now() - since, reporting::use_time_sample_every);
             s.timed_since.store(time_point{}, std::memory_order_relaxed);
@@ -258,10 +266,9 @@ public:
         s.last_used.store(t, std::memory_order_relaxed);
         s.recency.store(recency_of(t), std::memory_order_relaxed);
         if (v.kind == return_kind::keep) {
-            switch (state_.return_to_idle(s, me(), [] { return now(); })) {
+            switch (state_.return_to_idle(s, [] { return now(); })) {
             case publish_result::done:
                 hint() = {id_, &s};
-                if (state_.take_sweep_request()) arm(s.sticky_until.load(std::memory_order_relaxed));
                 return s.in_return.store(false, std::memory_order_release);
             case publish_result::serve:
                 hint() = {id_, &s};
@@ -295,8 +302,15 @@ public:
     // connections are still out.
     void shutdown() {
         close();
-        hk_->stop();
         const auto until = std::chrono::steady_clock::now() + opts().connect_timeout;
+        bool drain_pending = false;
+        {
+            std::lock_guard lk(mutex_);
+            drain_pending = !drain_waiters_.empty();
+        }
+        // A pending async_drain() keeps the pool's own io thread busy until the last lease
+        // comes back, which may be long after this: let that thread go at once then.
+        hk_->stop(drain_pending ? std::chrono::steady_clock::now() : until);
         connect_lane_.stop(until);
         maint_lane_.stop(until);
         // A return that published its slot idle before close() claimed it may still be

@@ -168,10 +168,17 @@ void pool_core<Factory, Clock>::run_reset(slot_type& s, bool go) noexcept {
     (void)go;
     if constexpr (has_reset_clears_labels<Factory>) {
         // A full reset returns the session to the server's defaults: its label goes too.
-        // Any other reset leaves the settings, and the label with them.
-        if (ok && go && s.label_hash.load(std::memory_order_relaxed) != 0 && factory_.reset_clears_labels(*s.conn)) {
-            s.current_label = label{};
-            s.label_hash.store(0, std::memory_order_relaxed);
+        // Any other reset leaves the settings, and the label with them. A factory that
+        // throws here leaves them unknown: the connection closes as after a failed reset.
+        if (ok && go && s.label_hash.load(std::memory_order_relaxed) != 0) {
+            try {
+                if (factory_.reset_clears_labels(*s.conn)) {
+                    s.current_label = label{};
+                    s.label_hash.store(0, std::memory_order_relaxed);
+                }
+            } catch (...) {
+                ok = false;
+            }
         }
     }
     actions a;

@@ -43,6 +43,7 @@ enum class publish_result {
     locked,  // not published: call hand_over() under the lock
 };
 
+
 template <class Connection>
 class pool_state {
 public:
@@ -70,53 +71,65 @@ public:
                 s.acquires.load(std::memory_order_relaxed)};
     }
 
-    // lease_idle through the caller's hint. While others wait, only a slot reserved for
-    // this caller, within the quantum of the run that returned it (handoff_policy::sticky);
-    // now() is read only then. A stale hint to a slot reserved for another caller fails.
-    // want: the label hash the caller asks for; a hint carrying other settings is passed
-    // over, so that the scan can find one that carries these.
+    // While callers wait, may an idle connection still go to whoever asks first? Under
+    // handoff_policy::barging, yes, unless the oldest waiter has waited starvation_bound
+    // (starvation mode: returns go to it directly) or is async (it has no thread that
+    // could come looking: it is served directly, and its completion is posted).
+    // hold: how long the connection will likely be held next (the last lease's length):
+    // barging is refused as soon as the oldest waiter would reach the bound before that
+    // connection comes back, so that several waiters reaching it together are still
+    // served within about one hold time of it.
     template <class Now>
-    slot_type* lease_hint(slot_type* h, caller_id caller, Now&& now, std::uint64_t want = 0) noexcept {
+    bool barging_allowed(Now&& now, duration hold = duration::zero()) const noexcept {
+        if (opts_.handoff != handoff_policy::barging || head_async_.load(std::memory_order_relaxed)) return false;
+        const time_point since = oldest_since_.load(std::memory_order_relaxed);
+        return since == time_point::max() || now() - since + hold < opts_.starvation_bound;
+    }
+
+    // A lease of s begins (the shell's begin_lease): while others wait, stamp it for the
+    // hold estimate of return_to_idle().
+    template <class Now>
+    void lease_started(slot_type& s, Now&& now) noexcept {
+        s.busy_since.store(waiting() != 0 ? now() : time_point{}, std::memory_order_relaxed);
+    }
+
+    // Whether the oldest waiter has waited starvation_bound (under the lock).
+    bool starving(time_point now) const noexcept {
+        return !waiters_.empty() && now - waiters_.front()->enqueued_at >= opts_.starvation_bound;
+    }
+
+    // lease_idle through the caller's hint: with nobody waiting, or while barging is
+    // allowed (now() is read only then). want: the label hash the caller asks for; a hint
+    // carrying other settings is passed over, so that the scan can find one that does.
+    template <class Now>
+    slot_type* lease_hint(slot_type* h, Now&& now, std::uint64_t want = 0) noexcept {
         // With tenants every hand-out moves a quota, so it goes through the lock: one branch.
         if (h == nullptr || closed() || tenants_on()) return nullptr;
         if (h->label_hash.load(std::memory_order_relaxed) != want) return nullptr;
-        if (waiting() != 0) {
-            if (opts_.handoff != handoff_policy::sticky) return nullptr;
-            if (h->reserved_for.load(std::memory_order_relaxed) != caller) return nullptr;
-            if (now() >= h->sticky_until.load(std::memory_order_relaxed)) return nullptr;
-        }
+        if (waiting() != 0 && !barging_allowed(now)) return nullptr;
         return h->cas(slot_state::idle, slot_state::leased) ? h : nullptr;
     }
 
-    // return_to_idle for a connection judged fit for reuse. Nobody waits: publish it
-    // idle. Somebody waits: under sticky, within the run's quantum, publish it reserved
-    // for the returning caller until the quantum ends; then the sweep (the shell arms the
-    // timer for sticky_until) or an admit(), close_done() or tick() after that hands it to
-    // the oldest waiter. Otherwise the caller hands it over under the lock.
+    // return_to_idle for a connection judged fit for reuse: the decision of who gets it.
+    // Nobody waits, or barging is allowed: publish it idle, for whoever asks first (the
+    // returning thread coming straight back, a newcomer; a blocking waiter looks for it
+    // when it reaches the starvation bound). Otherwise the caller hands it over to the
+    // next waiter under the lock.
     template <class Now>
-    publish_result return_to_idle(slot_type& s, caller_id caller, Now&& now) noexcept {
+    publish_result return_to_idle(slot_type& s, Now&& now) noexcept {
         if (tenants_on()) return publish_result::locked;  // the quota frees under the lock
         if (waiting() != 0) {
-            if (opts_.handoff != handoff_policy::sticky) return publish_result::locked;
             const time_point t = now();
-            const time_point until = s.run_start.load(std::memory_order_relaxed) + opts_.handoff_quantum;
-            if (t >= until) return publish_result::locked;
-            s.reserved_for.store(caller, std::memory_order_relaxed);
-            s.sticky_until.store(until, std::memory_order_relaxed);
-            if (!s.cas(slot_state::leased, slot_state::idle)) return publish_result::locked;  // orphaned
-            sweep_wanted_.store(true, std::memory_order_release);
-            return publish_result::done;
+            const time_point since = s.busy_since.load(std::memory_order_relaxed);
+            const duration hold = since == time_point{} || since > t ? duration::zero() : t - since;
+            if (!barging_allowed([t] { return t; }, hold)) return publish_result::locked;
         }
-        s.sticky_until.store(time_point{}, std::memory_order_relaxed);
-        if (!s.cas(slot_state::leased, slot_state::idle)) return publish_result::locked;
+        if (!s.cas(slot_state::leased, slot_state::idle)) return publish_result::locked;  // orphaned
         // A waiter that counted itself in after our first look must not sleep next to an
         // idle slot: it counts itself in before it scans, we publish before we look again.
-        return waiting() != 0 ? publish_result::serve : publish_result::done;
-    }
-
-    // True once per burst of sticky returns: the shell then arms a sweep a quantum ahead.
-    bool take_sweep_request() noexcept {
-        return sweep_wanted_.load(std::memory_order_relaxed) && sweep_wanted_.exchange(false);
+        // One that barging may keep waiting (it is not starving, and it is blocking) looks
+        // for idle slots itself at its bound.
+        return waiting() != 0 && !barging_allowed(now) ? publish_result::serve : publish_result::done;
     }
 
     // ------------------------------------------------------------ acquire
@@ -126,12 +139,18 @@ public:
     // Idle slots whose reservation ended go to the oldest waiters.
     void serve_waiters(time_point now, actions& a) {
         while (waiters_.servable()) {
-            slot_type* s = lease_lifo(now, false);
+            slot_type* s = lease_lifo();
             if (s == nullptr) break;
-            waiter_base& w = *waiters_.next_to_serve();
-            if (s->label_hash.load(std::memory_order_relaxed) != w.want_label) s = rematch(*s, w.want_label, now);
+            waiter_base& w = next_waiter(now);
+            if (s->label_hash.load(std::memory_order_relaxed) != w.want_label) s = rematch(*s, w.want_label);
             assign(w, *s, now, a);
         }
+    }
+
+    // A blocking waiter reached the starvation bound (sync_face): idle slots that barging
+    // left to whoever came first go to the oldest waiters now.
+    void waiter_starving(time_point now, actions& a) {
+        if (!closed()) serve_waiters(now, a);
     }
 
     // The hand-out check chose to ping w's connection: it stays w's while the ping runs,
@@ -173,8 +192,7 @@ public:
         tenant_table::release(s.tenant);
         if (closed() || s.load() == slot_state::orphaned) return close_leased(s, close_reason::pool_closed, a);
         s.state.store(slot_state::leased, std::memory_order_relaxed);
-        if (waiters_.servable()) return assign(*waiters_.next_to_serve(), s, now, a);
-        s.sticky_until.store(time_point{}, std::memory_order_relaxed);
+        if (waiters_.servable()) return assign(next_waiter(now), s, now, a);
         s.state.store(slot_state::idle, std::memory_order_release);
     }
 
@@ -200,11 +218,6 @@ public:
 
     // A return judged unfit for reuse as it is (judge_return): reset it or close it.
     void return_unfit(slot_type& s, const return_verdict& v, time_point now, actions& a);
-
-    // A connection handed out by the queue or the scan (not the hint) starts its sticky
-    // run when its holder has it, not when it was assigned: a woken thread that got no CPU
-    // for a while would otherwise find its quantum spent before its first use.
-    static void start_run(slot_type& s, time_point now) noexcept { s.run_start.store(now, std::memory_order_relaxed); }
 
     void start_reset(slot_type& s, actions& a) {
         tenant_table::release(s.tenant);
@@ -253,8 +266,8 @@ public:
 
     // ------------------------------------------------------------ housekeeping
 
-    // Expire waiters, close what idled or aged out, report leaks, probe, top up min_idle,
-    // hand reserved slots whose quantum ended to waiters, and say when to look again.
+    // Expire waiters (each first takes an idle slot if one is free), close what idled or
+    // aged out, report leaks, probe, top up min_idle, and say when to look again.
     void tick(time_point now, actions& a);
 
     void probe_done(slot_type& s, bool alive, time_point now, actions& a) {
@@ -300,26 +313,22 @@ private:
 
     admit_result serve_now(waiter_base& w, slot_type& s, time_point now) {
         if (w.phase == waiter_phase::fresh) w.enqueued_at = now;  // a ping or readmit() measures from here
-        s.run_start.store(now, std::memory_order_relaxed);
         w.result = &s;
         if (tenants_on()) tenants_.attach(s.tenant, w.tenant_ref, now - w.enqueued_at);
         return admit_result::served;
     }
 
-    // The most recently used claimable idle slot (LIFO keeps backends warm and lets the
-    // surplus reach its idle timeout). With reserved too, a reservation is no obstacle
-    // (nobody waits); without, only slots whose reservation ended. The CAS decides races
-    // with the lock-free paths.
+    // The most recently used idle slot (LIFO keeps backends warm and lets the surplus
+    // reach its idle timeout). The CAS decides races with the lock-free paths.
     // With want (a label hash), one that carries that label first, then a clean one, then
     // any: LIFO within each. Without labels in use every slot ranks the same: plain LIFO.
-    slot_type* lease_lifo(time_point now, bool reserved_too, std::uint64_t want = 0) noexcept {
+    slot_type* lease_lifo(std::uint64_t want = 0) noexcept {
         for (;;) {
             slot_type* best = nullptr;
             std::uint64_t best_used = 0;
             int best_rank = -1;
             slots_.for_each([&](slot_type& s) {
                 if (s.load() != slot_state::idle) return;
-                if (!reserved_too && now < s.sticky_until.load(std::memory_order_relaxed)) return;
                 const auto used = s.recency.load(std::memory_order_relaxed);
                 const int rank = label_rank(s, want);
                 if (best == nullptr || rank > best_rank || (rank == best_rank && used > best_used)) {
@@ -339,8 +348,8 @@ private:
 
     // s (claimed) carries other settings than the waiter wants: trade it for an idle one
     // that ranks higher, if there is one, and publish s idle again.
-    slot_type* rematch(slot_type& s, std::uint64_t want, time_point now) noexcept {
-        slot_type* b = lease_lifo(now, false, want);
+    slot_type* rematch(slot_type& s, std::uint64_t want) noexcept {
+        slot_type* b = lease_lifo(want);
         if (b == nullptr) return &s;
         slot_type& keep = label_rank(*b, want) > label_rank(s, want) ? *b : s;
         slot_type& back = &keep == b ? s : *b;
@@ -348,13 +357,21 @@ private:
         return &keep;
     }
 
-    // w dequeued: s (leased) becomes its, and starts a new run.
+    // The waiter a handed-over connection goes to: the oldest, or under waiter_order::lifo
+    // the newest unless the oldest is starving. Dequeued.
+    waiter_base& next_waiter(time_point now) noexcept {
+        return *waiters_.next_to_serve(opts_.queue_order == waiter_order::lifo && !starving(now));
+    }
+
+    // w dequeued (or its ping done): s (leased) becomes its. An acquire that queued counts
+    // as waited once, however many rounds (pings, readmits) it took.
     void assign(waiter_base& w, slot_type& s, time_point now, actions& a) {
         sync_waiting();
-        s.run_start.store(now, std::memory_order_relaxed);
-        s.sticky_until.store(time_point{}, std::memory_order_relaxed);
         w.result = &s;
-        reports_.waited(now - w.enqueued_at);
+        if (w.queued_once && !w.wait_counted) {
+            w.wait_counted = true;
+            reports_.waited(now - w.enqueued_at);
+        }
         if (tenants_on()) tenants_.attach(s.tenant, w.tenant_ref, now - w.enqueued_at);
         a.complete(w);
     }
@@ -386,7 +403,14 @@ private:
 
     std::vector<waiter_base*> pinging_waiters() const;  // from the pinging slots
 
-    void sync_waiting() noexcept { waiting_.store(waiters_.size(), std::memory_order_seq_cst); }
+    // After every queue change: the counter the lock-free paths read, and what
+    // barging_allowed() reads of the head.
+    void sync_waiting() noexcept {
+        const waiter_base* head = waiters_.front();
+        oldest_since_.store(head != nullptr ? head->enqueued_at : time_point::max(), std::memory_order_relaxed);
+        head_async_.store(head != nullptr && head->is_async, std::memory_order_relaxed);
+        waiting_.store(waiters_.size(), std::memory_order_seq_cst);
+    }
 
     // s, if idle, starts closing (the caller updates the capacity flag).
     bool close_idle(slot_type& s, close_reason why, actions& a) {
@@ -408,7 +432,6 @@ private:
     void evict_idle(time_point now, actions& a);
     void find_leaks(time_point now, actions& a);
     void claim_for_probe(actions& a);
-    time_point earliest_reservation_end(time_point now) const noexcept;
 
     // Tenants (pool_state_tenants.hpp): on from the first add_tenant(), for good.
     bool tenants_on() const noexcept { return tenants_on_.load(std::memory_order_relaxed); }
@@ -428,7 +451,8 @@ private:
     std::atomic<bool> closed_{false};
     std::atomic<std::uint64_t> generation_{1};
     std::atomic<bool> over_capacity_{false};
-    std::atomic<bool> sweep_wanted_{false};
+    std::atomic<time_point> oldest_since_{time_point::max()};  // the head waiter's enqueued_at
+    std::atomic<bool> head_async_{false};
     std::atomic<bool> tenants_on_{false};
     tenant_table tenants_;
 

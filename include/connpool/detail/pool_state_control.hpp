@@ -56,13 +56,18 @@ void pool_state<Connection>::tick(time_point now, actions& a) {
     const bool full = now >= housekeeping_due_;
     if (full) housekeeping_due_ = saturating_add(now, opts_.housekeeping_interval);
     time_point next = housekeeping_due_;
-    waiters_.for_each([&](waiter_base& w) {
-        if (w.deadline <= now) {
-            expire(w, now, a);
+    const bool ordered = waiters_.in_deadline_order();
+    for (waiter_base* w = waiters_.front(); w != nullptr;) {
+        waiter_base* after = w->next;  // expire() unlinks w
+        ++reports_.tick_visits;
+        if (w->deadline <= now) {
+            expire(*w, now, a);
         } else {
-            next = std::min(next, w.deadline);
+            next = std::min(next, w->deadline);
+            if (ordered) break;  // the rest expire later still
         }
-    });
+        w = after;
+    }
     for (waiter_base* w : pinging_waiters()) {
         if (w->deadline <= now) expire(*w, now, a);
         else next = std::min(next, w->deadline);
@@ -76,7 +81,6 @@ void pool_state<Connection>::tick(time_point now, actions& a) {
         plan_connects(now, a);
         if (full && can_probe_ && waiters_.empty()) claim_for_probe(a);
         if (connector_.in_backoff(now)) next = std::min(next, connector_.backoff_until());
-        if (!waiters_.empty()) next = std::min(next, earliest_reservation_end(now));
         a.arm(next);  // a closed pool needs no timer: its waiters are all failed
     }
 }
@@ -161,11 +165,14 @@ admit_result pool_state<Connection>::admit(waiter_base& w, time_point now, actio
                       "tenant " + std::to_string(w.tenant) + " holds its quota of " +
                           std::to_string(w.tenant_ref->opts.quota) + " connections");
     }
-    if (waiters_.empty() && !(tenants_on() && w.tenant_ref->at_quota())) {
-        // Nobody waits, so taking an idle slot jumps no queue.
-        if (slot_type* s = lease_lifo(now, true, w.want_label)) return serve_now(w, *s, now);
+    // Nobody waits, so taking an idle slot jumps no queue; or barging allows a newcomer
+    // to take one before the waiters (handoff_policy::barging).
+    const bool may_take = tenants_on() ? waiters_.empty() && !w.tenant_ref->at_quota()
+                                       : waiters_.empty() || barging_allowed([now] { return now; });
+    if (may_take) {
+        if (slot_type* s = lease_lifo(w.want_label)) return serve_now(w, *s, now);
     } else {
-        serve_waiters(now, a);  // expired reservations first: they belong to older waiters
+        serve_waiters(now, a);  // idle slots belong to the waiters first
     }
     if (opts_.max_waiters != 0 && waiters_.size() >= opts_.max_waiters) {
         reports_.rejected++;
@@ -248,6 +255,10 @@ void pool_state<Connection>::close_done(slot_type& s, close_reason why, time_poi
     reports_.closed(s, why);
     s.generation = 0;
     s.expires_at = time_point::max();
+    // The next connection in this slot starts clean: a label left from the closed one
+    // would make the pool skip apply() for a session that never had those settings.
+    s.current_label = label{};
+    s.label_hash.store(0, std::memory_order_relaxed);
     s.state.store(slot_state::empty, std::memory_order_release);
     --open_;
     --closing_;
@@ -259,6 +270,15 @@ void pool_state<Connection>::close_done(slot_type& s, close_reason why, time_poi
 
 template <class Connection>
 void pool_state<Connection>::expire(waiter_base& w, time_point now, actions& a) {
+    // A queued waiter whose deadline fires takes an idle slot if one is free (barging left
+    // it there, or nobody came by to hand it over): a timeout next to an idle connection
+    // would be the pool's fault, not the load's.
+    if (w.phase == waiter_phase::queued && !closed() && !(tenants_on() && w.tenant_ref->at_quota())) {
+        if (slot_type* s = lease_lifo(w.want_label)) {
+            waiters_.remove(w);
+            return assign(w, *s, now, a);
+        }
+    }
     const bool connecting = connector_.in_flight() > 0;
     unqueue(w);
     reports_.timeouts++;

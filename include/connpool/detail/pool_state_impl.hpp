@@ -24,7 +24,7 @@ void pool_state<Connection>::plan_connects(time_point now, actions& a) {
         if (counts_as_idle(s.load())) ++c.idle;
     });
     c.in_use = open_ - closing_ - std::min(open_ - closing_, c.idle);
-    c.coming_back = resetting_ + c.idle;  // idle while others wait: reserved, it comes within a quantum
+    c.coming_back = resetting_ + c.idle;  // idle while others wait: barging's, it reaches a waiter within the bound
     creation_policy p;
     p.max_size = max_size_;
     p.min_idle = min_idle_;
@@ -105,17 +105,6 @@ void pool_state<Connection>::claim_for_probe(actions& a) {
 }
 
 template <class Connection>
-time_point pool_state<Connection>::earliest_reservation_end(time_point now) const noexcept {
-    time_point t = time_point::max();
-    slots_.for_each([&](const slot_type& s) {
-        if (s.load() != slot_state::idle) return;
-        const auto until = s.sticky_until.load(std::memory_order_relaxed);
-        if (until > now) t = std::min(t, until);
-    });
-    return t;
-}
-
-template <class Connection>
 std::vector<waiter_base*> pool_state<Connection>::pinging_waiters() const {
     std::vector<waiter_base*> out;
     if (pinging_ == 0) return out;
@@ -144,7 +133,7 @@ std::string pool_state<Connection>::check_invariants(time_point now) const {
         if (st == slot_state::closing) ++closing;
         if (st == slot_state::resetting) ++resetting;
         if (st == slot_state::pinging) ++pinging;
-        if (st == slot_state::idle && now >= s.sticky_until.load(std::memory_order_relaxed)) ++servable_idle;
+        if (st == slot_state::idle) ++servable_idle;
     });
     if (connecting != connector_.in_flight())
         fail("connecting slots " + std::to_string(connecting) + " != counter " + std::to_string(connector_.in_flight()));
@@ -156,7 +145,12 @@ std::string pool_state<Connection>::check_invariants(time_point now) const {
         fail("open " + std::to_string(open_ - closing_) + " + connecting " + std::to_string(connecting) +
              " > max_size " + std::to_string(max_size_));
     if (waiters_.size() != waiting_.load()) fail("waiting counter disagrees with the queue");
-    if (waiters_.servable() && servable_idle > 0) fail("a waiter waits while an idle connection is free for it");
+    // Barging may leave a blocking waiter next to an idle slot, but never past its
+    // starvation bound (it looks itself then), and never an async one at the head.
+    if (waiters_.servable() && servable_idle > 0 && (tenants_on() || !barging_allowed([now] { return now; })))
+        fail("a waiter waits while an idle connection is free for it");
+    if (oldest_since_.load() != (waiters_.empty() ? time_point::max() : waiters_.front()->enqueued_at))
+        fail("the head's enqueued_at that barging reads is stale");
     if (tenants_on()) fail(tenant_invariants(tenants_, slots_, waiters_));
     if (closed() && !waiters_.empty()) fail("waiters queued on a closed pool");
     waiters_.for_each([&](const waiter_base& w) {

@@ -45,6 +45,10 @@ public:
         record(create_time_, took);
     }
 
+    // Waiters the timer's ticks looked at, in all: a tick costs what it expires or
+    // serves, not the queue's length (tests check it; not in stats()).
+    std::uint64_t tick_visits = 0;
+
     // An acquire that waited in the queue was served.
     void waited(std::chrono::nanoseconds wait) noexcept {
         ++waited_;

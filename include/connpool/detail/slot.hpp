@@ -85,10 +85,6 @@ struct slot_base;
 struct waiter_base;
 struct tenant_rec;
 
-// Who asks, for sticky reservations: any value unique among the pool's callers at a time.
-// The shell uses the address of the calling thread's hint; a simulator, its callers' own.
-using caller_id = std::uintptr_t;
-
 // What a lease calls when it lets go. Virtual so that lease<Connection> depends on neither
 // the factory nor the clock.
 class slot_owner {
@@ -111,11 +107,10 @@ struct alignas(64) slot_base {
     time_point expires_at = time_point::max();  // lifetime with its jitter already applied
     std::uint64_t generation = 0;               // retire_all() generation when the connect started
 
-    // The handoff quantum: when the current run of uses by one thread began, and until
-    // when an idle slot stays reserved for the thread that returned it while others wait.
-    std::atomic<time_point> run_start{};
-    std::atomic<time_point> sticky_until{};
-    std::atomic<caller_id> reserved_for{0};  // the caller a sticky return reserved it for
+    // When the current lease began, precisely, stamped only while others wait (the barging
+    // decision reads it as the next hold's estimate; {} otherwise, to keep the uncontended
+    // path free of a clock read).
+    std::atomic<time_point> busy_since{};
 
     // Written by the holder, read by housekeeping and stats; relaxed is enough because a
     // reader only reports them.

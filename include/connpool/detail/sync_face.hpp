@@ -111,7 +111,8 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
         const auto t = coarse_now<typename Core::clock_type>();
         const auto v = judge_handout(Core::state_type::facts_of(*pre, t), core.state().facts(), core.opts(),
                                      Core::can_ping);
-        if (v.kind == handout_kind::deliver) return core.begin_lease(*pre, loc, me, {}, t);
+        // The hint matched want's hash; only an exact match is delivered as it is.
+        if (v.kind == handout_kind::deliver && core.carries(*pre, want)) return core.begin_lease(*pre, loc, me, {}, t);
     }
     sync_waiter w;
     w.site = loc;
@@ -136,6 +137,9 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
         holds = r == admit_result::served;
     }
     bool reported = false;
+    time_point starving_at = core.opts().handoff == handoff_policy::barging
+                                 ? saturating_add(w.enqueued_at, core.opts().starvation_bound)
+                                 : time_point::max();
     for (;;) {
         if (holds) {
             if (core.check_handout(w)) {
@@ -149,10 +153,20 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
             reported = true;
             core.report_nested(w);
         }
-        const auto& clock_deadline = w.deadline;
+        // Under barging, a return may leave its connection idle for whoever asks first
+        // while w waits; at the starvation bound w looks for one itself (once: from then
+        // on every return hands over to the starving), so its wait never depends on a
+        // timer or on the returning thread coming back.
         bool notified = false;
-        while (!(notified = w.spot.wait_until(park_deadline<typename Core::clock_type>(clock_deadline))) &&
-               Core::now() < clock_deadline) {
+        for (;;) {
+            const auto wake = starving_at < w.deadline ? starving_at : w.deadline;
+            if ((notified = w.spot.wait_until(park_deadline<typename Core::clock_type>(wake)))) break;
+            const auto t = Core::now();
+            if (t >= w.deadline) break;
+            if (t >= starving_at) {
+                starving_at = time_point::max();
+                core.waiter_starving();
+            }
         }
         if (!notified) {
             core.give_up(w, errc::acquire_timeout);

@@ -40,7 +40,9 @@ struct waiter_base {
     waiter_base* next = nullptr;
     waiter_phase phase = waiter_phase::fresh;
     bool is_async = false;
-    bool validated = false;  // its result passed a validation ping just now
+    bool validated = false;     // its result passed a validation ping just now
+    bool queued_once = false;   // it entered the queue at least once: it waited
+    bool wait_counted = false;  // its wait is in stats().waited already (once per acquire)
 
     time_point deadline = time_point::max();
     time_point enqueued_at{};
@@ -73,22 +75,26 @@ public:
     waiter_base* front() const noexcept { return head_; }
 
     void push_back(waiter_base& w) noexcept {
+        if (tail_ != nullptr && w.deadline < tail_->deadline) by_deadline_ = false;
         w.prev = tail_;
         w.next = nullptr;
         (tail_ ? tail_->next : head_) = &w;
         tail_ = &w;
         w.phase = waiter_phase::queued;
+        w.queued_once = true;
         ++size_;
         if (tenants_ != nullptr) tenant_push(*tenants_, w, false);
     }
 
     // A waiter whose chosen connection failed its hand-out check keeps its place: first.
     void push_front(waiter_base& w) noexcept {
+        if (head_ != nullptr && w.deadline > head_->deadline) by_deadline_ = false;
         w.prev = nullptr;
         w.next = head_;
         (head_ ? head_->prev : tail_) = &w;
         head_ = &w;
         w.phase = waiter_phase::queued;
+        w.queued_once = true;
         ++size_;
         if (tenants_ != nullptr) tenant_push(*tenants_, w, true);
     }
@@ -99,17 +105,27 @@ public:
         (w.next ? w.next->prev : tail_) = w.prev;
         w.prev = w.next = nullptr;
         --size_;
+        if (size_ == 0) by_deadline_ = true;
         if (tenants_ != nullptr) tenant_unlink(*tenants_, w);
     }
+
+    // Whether the queue is in deadline order, as it is while every caller uses the same
+    // timeout: then the expired waiters are a prefix, and a tick stops at the first that
+    // is not (its cost is what it expires, not the queue's length). Removing waiters
+    // keeps the order; one that arrives with an earlier deadline than the tail's, or is
+    // put back at the head with a later one than the head's, clears it until the queue
+    // empties.
+    bool in_deadline_order() const noexcept { return by_deadline_; }
 
     // Whether next_to_serve() would find someone: without tenants, anyone waiting; with
     // them, a waiter whose tenant is below its quota.
     bool servable() const noexcept { return tenants_ == nullptr ? head_ != nullptr : tenant_servable(*tenants_); }
 
-    // Without tenants the oldest waiter; with them, the oldest of the tenant that weighted
-    // fair queuing picks among those below quota (nullptr: every waiting tenant is at quota).
-    waiter_base* next_to_serve() noexcept {
-        waiter_base* w = tenants_ == nullptr ? head_ : tenant_pick(*tenants_);
+    // Without tenants the oldest waiter (newest: the newest, waiter_order::lifo); with
+    // them, the oldest of the tenant that weighted fair queuing picks among those below
+    // quota (nullptr: every waiting tenant is at quota).
+    waiter_base* next_to_serve(bool newest = false) noexcept {
+        waiter_base* w = tenants_ != nullptr ? tenant_pick(*tenants_) : newest ? tail_ : head_;
         if (w != nullptr) remove(*w);
         return w;
     }
@@ -138,6 +154,7 @@ private:
     waiter_base* head_ = nullptr;
     waiter_base* tail_ = nullptr;
     std::size_t size_ = 0;
+    bool by_deadline_ = true;
     tenant_table* tenants_ = nullptr;  // set once tenants are configured
 };
 
