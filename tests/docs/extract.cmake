@@ -1,9 +1,10 @@
-# Extracts every ```cpp snippet of README.md into a translation unit of its own.
+# Extracts every ```cpp snippet of one Markdown page (README.md or a page of docs/) into a
+# translation unit of its own.
 #
-#   cmake -DREADME=<README.md> -DOUT_DIR=<dir> -P extract.cmake
+#   cmake -DDOC=<page.md> -DNAME=<its path from the source root> -DOUT_DIR=<dir> -P extract.cmake
 #
 # Writes OUT_DIR/snippet_<line>.cpp for each snippet (<line>: the line of its fence in the
-# README) and OUT_DIR/snippets.txt listing them. What the snippet is, the README says in an
+# page) and OUT_DIR/snippets.txt listing them. What the snippet is, the page says in an
 # HTML comment on the line just before the fence (invisible when rendered):
 #
 #   (none)                          a whole translation unit: declarations, functions
@@ -12,11 +13,11 @@
 #                                   asio::awaitable<void> function, with `ex`, its executor
 #   <!-- snippet: skip: <why> -->   not compiled (say why, e.g. it needs prometheus-cpp)
 #
-# Every file starts with tests/readme/prelude.hpp; the snippet's own #include lines are
+# Every file starts with tests/docs/prelude.hpp; the snippet's own #include lines are
 # moved in front of the wrapper so that a body may include headers too.
 cmake_minimum_required(VERSION 3.21)
 
-file(READ "${README}" text)
+file(READ "${DOC}" text)
 file(MAKE_DIRECTORY "${OUT_DIR}")
 file(GLOB old "${OUT_DIR}/snippet_*.cpp")
 if(old)
@@ -58,10 +59,10 @@ while(TRUE)
         if(marker MATCHES "^<!-- snippet: (body|coroutine|skip)")
             set(kind "${CMAKE_MATCH_1}")
         elseif(marker MATCHES "^<!-- snippet:")
-            message(FATAL_ERROR "README.md:${line}: unknown snippet marker: ${marker}")
+            message(FATAL_ERROR "${NAME}:${line}: unknown snippet marker: ${marker}")
         endif()
         if(kind STREQUAL "skip" AND NOT marker MATCHES "^<!-- snippet: skip: [^ ].* -->$")
-            message(FATAL_ERROR "README.md:${line}: a skipped snippet must say why: <!-- snippet: skip: <why> -->")
+            message(FATAL_ERROR "${NAME}:${line}: a skipped snippet must say why: <!-- snippet: skip: <why> -->")
         endif()
     endif()
     string(LENGTH "${fence}" fence_length)
@@ -69,7 +70,7 @@ while(TRUE)
     string(SUBSTRING "${text}" ${body_start} -1 tail)
     string(FIND "${tail}" "\n```" end)
     if(end EQUAL -1)
-        message(FATAL_ERROR "README.md:${line}: unterminated ```cpp block")
+        message(FATAL_ERROR "${NAME}:${line}: unterminated ```cpp block")
     endif()
     string(SUBSTRING "${tail}" 0 ${end} code)
     math(EXPR offset "${body_start} + ${end} + 4")
@@ -93,13 +94,13 @@ while(TRUE)
             string(APPEND statements "${code_line}")
         endif()
     endwhile()
-    set(source "// Extracted from README.md line ${line} (${kind}); edit the README, not this file.\n")
+    set(source "// Extracted from ${NAME} line ${line} (${kind}); edit the page, not this file.\n")
     math(EXPR first_line "${line} + 1")
-    string(APPEND source "#include \"prelude.hpp\"\n${includes}\n#line ${first_line} \"README.md\"\n")
+    string(APPEND source "#include \"prelude.hpp\"\n${includes}\n#line ${first_line} \"${NAME}\"\n")
     if(kind STREQUAL "body")
-        string(APPEND source "[[maybe_unused]] static void readme_snippet() {\n${statements}\n}\n")
+        string(APPEND source "[[maybe_unused]] static void docs_snippet() {\n${statements}\n}\n")
     elseif(kind STREQUAL "coroutine")
-        string(APPEND source "[[maybe_unused]] static asio::awaitable<void> readme_snippet() {\n"
+        string(APPEND source "[[maybe_unused]] static asio::awaitable<void> docs_snippet() {\n"
                              "    [[maybe_unused]] auto ex = co_await asio::this_coro::executor;\n"
                              "${statements}\n}\n")
     else()
@@ -109,4 +110,7 @@ while(TRUE)
     list(APPEND listing "${line}")
 endwhile()
 list(JOIN listing "\n" listing_text)
-file(WRITE "${OUT_DIR}/snippets.txt" "${listing_text}\n")
+if(listing)
+    string(APPEND listing_text "\n")
+endif()
+file(WRITE "${OUT_DIR}/snippets.txt" "${listing_text}")

@@ -1,14 +1,14 @@
-// What every README snippet may assume without saying: connpool's headers, Asio under the
-// name asio, and the few application names the snippets use (conninfo, request, log, ...).
-// tests/readme/extract.cmake puts this in front of each extracted snippet.
-#ifndef CONNPOOL_TESTS_README_PRELUDE_HPP
-#define CONNPOOL_TESTS_README_PRELUDE_HPP
+// What every snippet of the README and docs/ may assume without saying: connpool's headers,
+// Asio under the name asio, and the few application names the snippets use (conninfo, log, ...).
+// tests/docs/extract.cmake puts this in front of each extracted snippet.
+#ifndef CONNPOOL_TESTS_DOCS_PRELUDE_HPP
+#define CONNPOOL_TESTS_DOCS_PRELUDE_HPP
 
 #include <connpool.hpp>
-#if CONNPOOL_README_HAVE_PG
+#if CONNPOOL_DOCS_HAVE_PG
 #include <connpool/pg.hpp>
 #endif
-#if CONNPOOL_README_HAVE_MYSQL
+#if CONNPOOL_DOCS_HAVE_MYSQL
 #include <connpool/mysql.hpp>
 #endif
 
@@ -27,7 +27,7 @@
 
 namespace asio = boost::asio;
 
-namespace readme {
+namespace docs_app {
 
 // The application around the snippets.
 inline const std::string conninfo = "host=db dbname=app user=app";
@@ -53,8 +53,8 @@ struct some_pool {
 inline some_pool primary_pool;
 inline some_pool replica_pool;
 
-}  // namespace readme
+}  // namespace docs_app
 
-using namespace readme;
+using namespace docs_app;
 
-#endif  // CONNPOOL_TESTS_README_PRELUDE_HPP
+#endif  // CONNPOOL_TESTS_DOCS_PRELUDE_HPP
