@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the links of README.md, CHANGELOG.md and docs/*.md: a relative link must name a
+"""Checks the links of README.md, CHANGELOG.md, bench/README.md and docs/*.md: a relative link must name a
 file or directory that exists, and an #anchor a heading of the page it points to (GitHub's
 rule for heading anchors). Links to other sites are not followed: the tests run offline.
 
@@ -10,7 +10,7 @@ import re
 import sys
 
 root = sys.argv[1]
-pages = ["README.md", "CHANGELOG.md"] + sorted(
+pages = ["README.md", "CHANGELOG.md", "bench/README.md"] + sorted(
     os.path.join("docs", f) for f in os.listdir(os.path.join(root, "docs")) if f.endswith(".md"))
 
 link = re.compile(r"\]\(([^)\s]+)\)")
