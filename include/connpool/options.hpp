@@ -59,6 +59,7 @@ struct options {
     std::chrono::milliseconds acquire_timeout = std::chrono::seconds(30);
     // Passed to the factory with each connect (connect_request::timeout).
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+    // Whether and when a connection is pinged before a hand-out (see validation_mode).
     validation_mode validation = validation_mode::when_idle;
     // With validation_mode::when_idle: ping connections idle at least this long.
     std::chrono::milliseconds validation_idle_threshold = std::chrono::seconds(1);
@@ -72,6 +73,7 @@ struct options {
     // See handoff_policy. The quantum only matters while callers wait: an uncontended
     // thread keeps its connection as long as nobody else asks.
     handoff_policy handoff = handoff_policy::sticky;
+    // With handoff_policy::sticky: how long one thread's run of uses may last while others wait.
     std::chrono::microseconds handoff_quantum = std::chrono::microseconds(500);
     // Callers allowed to wait at once; beyond it acquire fails at once with
     // too_many_waiters. 0 means unlimited.
@@ -82,6 +84,7 @@ struct options {
     // Backoff after a failed connect: doubles from backoff_initial up to backoff_max,
     // with random jitter of up to half the delay.
     std::chrono::milliseconds backoff_initial = std::chrono::milliseconds(100);
+    // The delay after consecutive failed connects doubles up to this.
     std::chrono::milliseconds backoff_max = std::chrono::seconds(10);
     // How often housekeeping (idle timeout, lifetime, max_idle, probes, leaks) runs; the
     // timer also fires at waiters' deadlines and the end of a sticky quantum, where it only
