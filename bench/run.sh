@@ -163,7 +163,7 @@ if want pg; then
             (set -a; . "$pg_env"; set +a; CONNPOOL_BENCH_MIN_TIME=0.2 reps=15 run_bench pg_confirm \
                 "$bin/connpool_bench_pg" --benchmark_repetitions=15 \
                 '--benchmark_filter=pg/(tcp|unix)/(dedicated/.*threads:(2|4)|connpool/size:2/.*threads:2|connpool/size:4/.*threads:(2|4|32)|textbook/size:4/.*threads:32)$')
-            # Tenants and labels print tables of their own (bench/README.md, "0.2 tenants and labels").
+            # Tenants and labels print tables of their own (docs/benchmarks.md, "Tenants and labels").
             for plain in tenants labels; do
                 [[ -x $bin/connpool_bench_$plain ]] || continue
                 log "running $plain"
