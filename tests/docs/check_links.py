@@ -3,6 +3,9 @@
 file or directory that exists, and an #anchor a heading of the page it points to (GitHub's
 rule for heading anchors). Links to other sites are not followed: the tests run offline.
 
+It also checks every GIT_TAG the pages name (in text or in a block): release tags do not
+reach every clone, so a page may name only the branch main or a full commit hash.
+
 usage: check_links.py SOURCE_DIR
 """
 import os
@@ -72,6 +75,16 @@ for page in pages:
                 continue
             if anchor and dest.endswith(".md") and anchor not in heading_anchors(dest):
                 errors.append(f"{page}: link to {target}: no heading #{anchor} in {os.path.relpath(dest, root)}")
+
+git_tag = re.compile(r"GIT_TAG\s+([^\s)`]+)")
+for page in pages:
+    path = os.path.join(root, page)
+    if not os.path.exists(path):
+        continue
+    for number, line in enumerate(open(path, encoding="utf-8"), 1):
+        for ref in git_tag.findall(line):
+            if ref != "main" and not re.fullmatch(r"[0-9a-f]{40}", ref) and not ref.startswith("<"):
+                errors.append(f"{page}:{number}: GIT_TAG {ref}: name main or a full commit hash, not a tag")
 
 for e in errors:
     print(e)
