@@ -53,7 +53,7 @@ struct duration_histogram {
     // [2^(i-1), 2^i) us. The last bucket also holds everything longer.
     static constexpr std::size_t bucket_count = 40;
 
-    // Bucket counts, as bucket_count says.
+    // Samples per bucket (the edges are above).
     std::array<std::uint64_t, bucket_count> buckets{};
     std::uint64_t count = 0;          // samples recorded, the sum of buckets
     std::chrono::nanoseconds sum{};   // the samples' total

@@ -26,7 +26,7 @@ struct tenant_id {
 
 inline constexpr tenant_id default_tenant{0};
 
-// A tenant's quota, weight and name (add_tenant, set_tenant).
+// A tenant's quota, weight, behaviour at its quota and name (add_tenant, set_tenant).
 struct tenant_options {
     // The most connections this tenant may hold at once; 0: no limit but the pool's.
     std::size_t quota = 0;
