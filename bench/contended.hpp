@@ -2,7 +2,7 @@
 // barrier, each running one cycle (acquire + release, plus a query for the database shapes)
 // in a loop for a fixed wall time. Google Benchmark's threaded loops hid the convoy that
 // these shapes show (its per-thread timers start only once a thread runs), so the shapes
-// run outside it and print one JSON object per line, which contended_report.py reads.
+// run outside it and print one JSON object per line, which bench/report.py reads.
 //
 // Per run: aggregate ns per cycle (wall time / cycles of all threads), the per-cycle latency
 // histogram (every `sample_every`-th cycle is timed, so that two clock reads do not dominate
@@ -110,7 +110,7 @@ inline std::chrono::milliseconds run_duration() {
     return std::chrono::milliseconds(env_long("CONNPOOL_BENCH_RUN_MS", 2000));
 }
 inline int rounds() { return static_cast<int>(env_long("CONNPOOL_BENCH_ROUNDS", 3)); }
-// The first round's number: contended.sh runs one process per round (and shape), so that a
+// The first round's number: bench/run.sh runs one process per round (and shape), so that a
 // crashing core loses one run, not the rest; the number keeps the rotation going.
 inline int first_round() { return static_cast<int>(env_long("CONNPOOL_BENCH_FIRST_ROUND", 0)); }
 
@@ -144,7 +144,7 @@ inline std::uint64_t thread_cpu_ns() noexcept {
 // The watchdog of a run: a pool whose acquire never returns (its timeout is 5 s) would
 // stall the whole suite. After `limit`, the run is reported as a hang on stdout and the
 // process ends at once (exit status 3), leaving the stuck threads to the debugger's last
-// look, which contended.sh does not take.
+// look, which bench/run.sh does not take.
 inline void await_exit(const std::atomic<int>& exited, int threads, std::chrono::milliseconds limit) {
     const auto until = clock::now() + limit;
     while (exited.load(std::memory_order_acquire) < threads) {

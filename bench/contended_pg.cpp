@@ -8,7 +8,7 @@
 // 4 coroutines with dedicated connections on the same two io threads.
 //
 //   connpool_bench_contended_pg [--shapes 2/4,8/4] [--workload NAME] [--pools LIST] [--no-async]
-// bench/contended.sh runs it once unpinned and once with --shapes 1/4 --workload pg_pinned,
+// bench/run.sh (part contended) runs it once unpinned and once with --shapes 1/4 --workload pg_pinned,
 // client and server pinned to one CPU. Reads CONNPOOL_PG_CONNINFO (start-servers.sh).
 #include "contended.hpp"
 #include "peers.hpp"
@@ -251,7 +251,7 @@ int main(int argc, char** argv) {
     }
     conninfo = bench::env_or("CONNPOOL_PG_CONNINFO");
     if (conninfo.empty()) {
-        std::cerr << "contended_pg: CONNPOOL_PG_CONNINFO must be set (bench/contended.sh starts a server)\n";
+        std::cerr << "contended_pg: CONNPOOL_PG_CONNINFO must be set (bench/run.sh starts a server)\n";
         return 2;
     }
     std::vector<bench::contender> cs{{"dedicated", run_dedicated},

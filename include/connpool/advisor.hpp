@@ -34,24 +34,29 @@ struct advice_target {
     std::size_t max_connections = 0;       // the server's max_connections; 0: not checked
     std::size_t reserved = 0;              // of those, not for applications (superuser_reserved_connections)
     std::size_t instances = 1;             // application instances, each with a pool like this one
-    // The budget rule (README "Scaling out"): all instances together hold at most this share
+    // The budget rule (docs/scale-out.md): all instances together hold at most this share
     // of max_connections - reserved, as pg::check_budget and pg::auto_budget count it.
     double budget_share = 0.8;
 };
 
+// What the advisor recommends, and the measurements it is based on.
 struct advice {
     bool measured = false;              // false until two snapshots with acquires in between
     double window_s = 0;                // the span actually measured
     double arrival_rate = 0;            // acquires per second, those that failed included
+    // The mean time a lease was held, from the use_time histogram's deltas.
     std::chrono::microseconds mean_hold{};
     double busy = 0;                    // arrival_rate x mean_hold: connections in use on average
+    // Acquire-wait percentiles over the window (upper bucket edges).
     std::chrono::microseconds wait_p50{}, wait_p99{};  // over the window (upper bucket edges)
     std::uint64_t timeouts = 0;         // over the window
     std::uint64_t connect_failures = 0; // over the window
+    // The pool's max_size when the advice was computed.
     std::size_t current_max_size = 0;
     std::size_t max_size = 0;           // the recommendation
     std::size_t budget_per_instance = 0;  // share x (max_connections - reserved) / instances; 0: unknown
     long budget_headroom = 0;             // budget_per_instance - max_size (negative: over budget)
+    // Why: the rates, the sizes and the budget, in one sentence for a person.
     std::string reason;
 };
 
@@ -95,10 +100,13 @@ inline duration_histogram histogram_minus(const duration_histogram& a, const dur
 // Not thread-safe: one advisor per pool, fed by one thread (a metrics loop, a timer).
 class advisor {
 public:
+    // The clock of the windows over which rates and percentiles are measured.
     using time_point = std::chrono::steady_clock::time_point;
 
+    // An advisor aiming at target t.
     explicit advisor(advice_target t = {}) : target_(t) {}
 
+    // The target the advisor aims at.
     const advice_target& target() const noexcept { return target_; }
 
     // Adds a snapshot taken at t (times must not go backwards) and advises from the window.
@@ -110,6 +118,7 @@ public:
         return last_;
     }
 
+    // The last advice computed.
     const advice& last() const noexcept { return last_; }
 
 private:

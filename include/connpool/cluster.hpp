@@ -43,9 +43,13 @@ namespace connpool {
 // must return within the timeout it is given and must not throw (a throw counts as down).
 template <connection_factory Factory>
 struct cluster_host {
+    // The host's name, as leases and host_status report it.
     std::string name;
+    // The factory of the host's pool.
     Factory factory;
+    // Its share of the reads (2.0: twice the reads of a host of weight 1.0).
     double weight = 1.0;
+    // Asks the host for its role and position within the timeout (see above).
     std::function<probe_result(std::chrono::milliseconds timeout)> probe;
 };
 
@@ -54,10 +58,15 @@ struct cluster_host {
 template <connection_factory Factory>
 class basic_cluster {
 public:
+    // The pool each host has.
     using pool_type = connpool::pool<Factory>;
+    // The lease of one host's pool.
     using pool_lease_type = typename pool_type::lease_type;
+    // What acquire returns: a pool lease with the host it came from.
     using lease_type = cluster_lease<pool_lease_type>;
+    // The factory's connection type.
     using connection_type = typename Factory::connection_type;
+    // The executor of the cluster's pools and async operations.
     using executor_type = asio::any_io_executor;
     // For read_fresh: reads the position a standby connection has replayed (none: unknown),
     // so that a standby the last probe saw behind can still serve a fresh read. It must
@@ -93,6 +102,7 @@ public:
         return acquire_for(r, pool_opts_.acquire_timeout, loc);
     }
 
+    // As acquire(r), with a timeout of its own instead of the pools' acquire_timeout.
     lease_type acquire_for(route r, std::chrono::milliseconds timeout,
                            std::source_location loc = std::source_location::current()) {
         error_info e;
@@ -107,6 +117,7 @@ public:
         return acquire(r, ec, e, loc);
     }
 
+    // As acquire(r), without throwing: on failure an empty lease, ec set and diag.message naming the cause.
     lease_type acquire(route r, error_code& ec, error_info& diag,
                        std::source_location loc = std::source_location::current()) {
         diag.clear();
@@ -129,6 +140,7 @@ public:
         return initiate(r, nullptr, std::forward<Token>(token));
     }
 
+    // As async_acquire(r, token), and on failure diag.message names the cause.
     template <class Token = detail::default_token_t<executor_type>>
     auto async_acquire(route r, error_info& diag, Token&& token = detail::default_token_t<executor_type>{}) {
         return initiate(r, &diag, std::forward<Token>(token));
@@ -171,8 +183,11 @@ public:
 
     // The pool of host i, e.g. for stats() or set_max_size(). Precondition: i < size().
     pool_type& host_pool(std::size_t i) { return *pools_.at(i); }
+    // The pool of host i (const). Precondition: i < size().
     const pool_type& host_pool(std::size_t i) const { return *pools_.at(i); }
+    // The number of hosts.
     std::size_t size() const noexcept { return pools_.size(); }
+    // The cluster's options, as given to the constructor.
     const cluster_options& get_options() const noexcept { return copts_; }
 
     // Closes every pool (see pool::close()); later acquires fail with cluster_closed.

@@ -32,6 +32,7 @@ namespace asio = boost::asio;
 
 // A secret and the moment it stops working. Never put into a message, log or statistic.
 struct credential {
+    // The secret itself.
     std::string password;
     // Wall-clock expiry, as token services state it; max() = never expires.
     std::chrono::system_clock::time_point expires_at = std::chrono::system_clock::time_point::max();
@@ -57,6 +58,7 @@ concept async_credential_provider = std::invocable<P&, credential_handler>;
 template <class P>
 concept credential_provider = sync_credential_provider<P> || async_credential_provider<P>;
 
+// How a credential_cache refreshes and what it does on rotation.
 struct credential_options {
     // Refresh when the cached credential expires within this margin: long enough for a
     // connect to finish with it.
@@ -75,6 +77,8 @@ public:
     // every refresh that changed the password).
     using ready_handler = asio::any_completion_handler<void(error_info, credential, std::uint64_t)>;
 
+    // A cache over provider, synchronous or asynchronous (see credential_provider).
+    // Throws std::invalid_argument naming the field when an option is out of range.
     template <credential_provider P>
     explicit credential_cache(P provider, credential_options o = {}) : options_(o) {
         if (options_.refresh_margin.count() < 0) {
@@ -99,6 +103,7 @@ public:
     credential_cache(const credential_cache&) = delete;
     credential_cache& operator=(const credential_cache&) = delete;
 
+    // The options, as given to the constructor.
     const credential_options& options() const noexcept { return options_; }
 
     // Blocking: the current credential, refreshed first when needed. False (err filled,

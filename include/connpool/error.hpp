@@ -80,11 +80,15 @@ inline error_code make_error_code(errc e) noexcept { return error_code(static_ca
 // What a failure carries: a code to branch on and a message for a person.
 // The message names the cause and never contains a password.
 struct error_info {
+    // What to branch on: an errc, or an adapter's own code.
     error_code code;
+    // For a person: names the cause; never contains a password.
     std::string message;
 
+    // True when an error is set.
     explicit operator bool() const noexcept { return static_cast<bool>(code); }
 
+    // Empties code and message.
     void clear() noexcept {
         code.clear();
         message.clear();
@@ -97,11 +101,14 @@ struct error_info {
 // Thrown by the throwing overloads. what() is the full message of the error_info.
 class error : public boost::system::system_error {
 public:
+    // An error carrying info: code() is info.code, what() its full message.
     explicit error(error_info info)
         : boost::system::system_error(info.code, info.what()), info_(std::move(info)) {}
 
+    // The full message (or the code's message when the info has none).
     const char* what() const noexcept override { return message_or_code().c_str(); }
 
+    // The error_info the error was made from.
     const error_info& info() const noexcept { return info_; }
 
 private:

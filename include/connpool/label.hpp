@@ -26,6 +26,8 @@
 
 namespace connpool {
 
+// A set of session settings (name, value), sorted by name, that a connection carries;
+// acquire(label) hands out a connection that already carries it when one is idle.
 class label {
 public:
     using setting = std::pair<std::string, std::string>;  // name, value
@@ -37,6 +39,7 @@ public:
         for (const auto& s : settings) set(s.first, s.second);
     }
 
+    // Adds a setting. Throws std::invalid_argument when the name is empty or already set.
     label& set(std::string name, std::string value) {
         if (name.empty()) throw std::invalid_argument("label: a setting's name must not be empty");
         auto it = std::lower_bound(settings_.begin(), settings_.end(), name,
@@ -48,6 +51,7 @@ public:
         return *this;
     }
 
+    // True for the clean label: no settings, the server's defaults.
     bool empty() const noexcept { return settings_.empty(); }
     const std::vector<setting>& settings() const noexcept { return settings_; }  // sorted by name
 
@@ -56,6 +60,7 @@ public:
     // before it decides that a connection carries a label.
     std::uint64_t hash() const noexcept { return hash_; }
 
+    // The value of the setting called name, or nullptr when the label has none.
     const std::string* find(std::string_view name) const noexcept {
         for (const auto& s : settings_) {
             if (s.first == name) return &s.second;
@@ -63,6 +68,7 @@ public:
         return nullptr;
     }
 
+    // Labels are equal when they hold the same settings.
     friend bool operator==(const label& a, const label& b) noexcept {
         return a.hash_ == b.hash_ && a.settings_ == b.settings_;
     }
@@ -92,7 +98,9 @@ private:
 // What apply() must do to move a connection from one label to another: the settings to
 // set (new or changed) and the names to reset to the server's default (dropped).
 struct label_change {
+    // The settings to set (new or changed).
     std::vector<label::setting> set;
+    // The names to reset to the server's default (dropped).
     std::vector<std::string> reset;
 };
 

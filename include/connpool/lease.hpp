@@ -25,13 +25,16 @@ struct lease_access;
 template <class Connection>
 class lease {
 public:
+    // The connection type the lease gives access to.
     using connection_type = Connection;
 
     // An empty lease, as a failed acquire returns.
     lease() noexcept = default;
 
+    // Moves the lease; other is empty afterwards.
     lease(lease&& other) noexcept : slot_(std::exchange(other.slot_, nullptr)) {}
 
+    // Gives back the connection held, if any, then takes other's; other is empty afterwards.
     lease& operator=(lease&& other) noexcept {
         if (this != &other) {
             release();
@@ -47,12 +50,15 @@ public:
 
     // Precondition for the accessors: the lease is not empty.
     Connection* operator->() const noexcept { return &get(); }
+    // The connection.
     Connection& operator*() const noexcept { return get(); }
+    // The connection.
     Connection& get() const noexcept {
         assert(slot_ != nullptr && "connpool::lease: access through an empty lease");
         return *slot_->conn;
     }
 
+    // True when the lease holds a connection.
     explicit operator bool() const noexcept { return slot_ != nullptr; }
 
     // Gives the connection back now; the lease becomes empty. No-op on an empty lease.
@@ -77,6 +83,7 @@ public:
     std::chrono::steady_clock::time_point acquired_at() const noexcept {
         return slot_->leased_at.load(std::memory_order_relaxed);
     }
+    // Where the lease was taken (the acquire's call site).
     std::source_location location() const noexcept { return slot_->site.load(std::memory_order_relaxed); }
 
 private:

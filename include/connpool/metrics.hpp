@@ -5,7 +5,7 @@
 //   connpool::metrics::pool_registry                           several pools by name, for a /metrics endpoint
 //
 // The names follow the OpenTelemetry database-client semantic conventions
-// (db.client.connection.*), plus connpool's own counters (connpool.*); README "Metrics"
+// (db.client.connection.*), plus connpool's own counters (connpool.*); docs/observability.md
 // lists them with their Prometheus spelling. For prometheus-cpp, see connpool/prometheus.hpp.
 #ifndef CONNPOOL_METRICS_HPP
 #define CONNPOOL_METRICS_HPP

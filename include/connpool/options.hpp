@@ -73,6 +73,7 @@ struct options {
     std::chrono::milliseconds acquire_timeout = std::chrono::seconds(30);
     // Passed to the factory with each connect (connect_request::timeout).
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+    // Whether and when a connection is pinged before a hand-out (see validation_mode).
     validation_mode validation = validation_mode::when_idle;
     // With validation_mode::when_idle: ping connections idle at least this long.
     std::chrono::milliseconds validation_idle_threshold = std::chrono::seconds(1);
@@ -89,6 +90,7 @@ struct options {
     // With handoff_policy::barging: how long the oldest waiter may wait before returns
     // are handed to it directly. Bounds every wait at about this plus one hold time.
     std::chrono::microseconds starvation_bound = std::chrono::milliseconds(1);
+    // Which waiter a handed-over connection goes to while none is starving.
     waiter_order queue_order = waiter_order::fifo;
     // Callers allowed to wait at once; beyond it acquire fails at once with
     // too_many_waiters. 0 means unlimited.
@@ -99,6 +101,7 @@ struct options {
     // Backoff after a failed connect: doubles from backoff_initial up to backoff_max,
     // with random jitter of up to half the delay.
     std::chrono::milliseconds backoff_initial = std::chrono::milliseconds(100);
+    // The delay after consecutive failed connects doubles up to this.
     std::chrono::milliseconds backoff_max = std::chrono::seconds(10);
     // How often housekeeping (idle timeout, lifetime, max_idle, probes, leaks) runs; the
     // timer also fires at waiters' deadlines and at the end of a connect's backoff, where

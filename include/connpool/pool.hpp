@@ -51,10 +51,15 @@ class basic_pool {
     using housekeeper_type = detail::housekeeper<Clock>;
 
 public:
+    // The factory type the pool was made with.
     using factory_type = Factory;
+    // The factory's connection type.
     using connection_type = typename Factory::connection_type;
+    // The clock of deadlines and timers (a manual clock in tests).
     using clock_type = Clock;
+    // What acquire returns: a move-only handle that gives the connection back.
     using lease_type = lease<connection_type>;
+    // The executor of the pool's timer and async completions.
     using executor_type = asio::any_io_executor;
 
     // Timers and async completions run on an internal io thread of the pool's own, and
@@ -68,6 +73,7 @@ public:
     basic_pool(executor_type ex, Factory factory, options opts = {}, hooks h = {})
         : basic_pool(std::optional<executor_type>(std::move(ex)), std::move(factory), std::move(opts), std::move(h)) {}
 
+    // As basic_pool(ex, ...), with ex = ctx.get_executor().
     template <class ExecutionContext>
         requires std::convertible_to<ExecutionContext&, asio::execution_context&>
     basic_pool(ExecutionContext& ctx, Factory factory, options opts = {}, hooks h = {})
@@ -75,7 +81,9 @@ public:
 
     basic_pool(const basic_pool&) = delete;
     basic_pool& operator=(const basic_pool&) = delete;
+    // Moves the pool.
     basic_pool(basic_pool&&) noexcept = default;
+    // Shuts this pool down as its destructor does, then takes other's.
     basic_pool& operator=(basic_pool&& other) noexcept {
         if (this != &other) {
             shut();
@@ -116,6 +124,7 @@ public:
         return acquire_for(t, core_->opts().acquire_timeout, loc);
     }
 
+    // As acquire(t), with a timeout of its own instead of options::acquire_timeout.
     lease_type acquire_for(tenant_id t, std::chrono::milliseconds timeout,
                            std::source_location loc = std::source_location::current()) {
         error_info e;
@@ -124,6 +133,7 @@ public:
         return l;
     }
 
+    // As acquire_for(t, timeout), without throwing: on failure an empty lease and ec set.
     lease_type acquire_for(tenant_id t, std::chrono::milliseconds timeout, error_code& ec,
                            std::source_location loc = std::source_location::current()) {
         error_info e;
@@ -143,6 +153,7 @@ public:
         return acquire_for(want, core_->opts().acquire_timeout, loc);
     }
 
+    // As acquire(want), with a timeout of its own instead of options::acquire_timeout.
     lease_type acquire_for(const label& want, std::chrono::milliseconds timeout,
                            std::source_location loc = std::source_location::current())
         requires detail::has_apply<Factory>
@@ -153,6 +164,8 @@ public:
         return l;
     }
 
+    // For tenant t and label want, with a timeout of its own, without throwing: on failure an
+    // empty lease and ec set.
     lease_type acquire_for(tenant_id t, const label& want, std::chrono::milliseconds timeout, error_code& ec,
                            std::source_location loc = std::source_location::current())
         requires detail::has_apply<Factory>
@@ -168,12 +181,14 @@ public:
         return acquire_for(core_->opts().acquire_timeout, ec, loc);
     }
 
+    // As acquire(ec), and on failure diag.message names the cause.
     lease_type acquire(error_code& ec, error_info& diag, std::source_location loc = std::source_location::current()) {
         lease_type l = detail::blocking_acquire(*core_, core_->opts().acquire_timeout, diag, loc);
         ec = diag.code;
         return l;
     }
 
+    // As acquire(ec), with a timeout of its own instead of options::acquire_timeout.
     lease_type acquire_for(std::chrono::milliseconds timeout, error_code& ec,
                            std::source_location loc = std::source_location::current()) {
         error_info e;
@@ -217,6 +232,7 @@ public:
         return initiate(std::forward<Token>(token), core_->opts().acquire_timeout, nullptr, loc, t.value);
     }
 
+    // As async_acquire(t, token), with a timeout of its own instead of options::acquire_timeout.
     template <class Token = detail::default_token_t<executor_type>>
     auto async_acquire_for(tenant_id t, std::chrono::milliseconds timeout,
                            Token&& token = detail::default_token_t<executor_type>{},
@@ -278,12 +294,13 @@ public:
     void set_max_size(std::size_t n) {
         core_->control([n](auto& st, auto now, auto& a) { st.set_max_size(n, now, a); });
     }
+    // As set_max_size(n), for min_idle: validated as the constructor validates it.
     void set_min_idle(std::size_t n) {
         core_->control([n](auto& st, auto now, auto& a) { st.set_min_idle(n, now, a); });
     }
 
     // Tenants at runtime. The first add_tenant() turns tenants on for good (acquires then
-    // take the lock: see README "Tenants"); id 0 is the default tenant, which exists from
+    // take the lock: see docs/tenants.md); id 0 is the default tenant, which exists from
     // then on and can be re-configured but not removed. Invalid options, a duplicate add,
     // or a set/remove of an unknown id throw std::invalid_argument naming the field.
     // remove_tenant(): its waiters move to the default tenant; its leases count against
@@ -291,9 +308,11 @@ public:
     void add_tenant(tenant_id t, tenant_options o) {
         core_->control([&](auto& st, auto now, auto& a) { st.add_tenant(t, o, now, a); });
     }
+    // Re-configures tenant t (see above).
     void set_tenant(tenant_id t, tenant_options o) {
         core_->control([&](auto& st, auto now, auto& a) { st.set_tenant(t, o, now, a); });
     }
+    // Removes tenant t (see above).
     void remove_tenant(tenant_id t) {
         core_->control([&](auto& st, auto now, auto& a) { st.remove_tenant(t, now, a); });
     }
@@ -308,8 +327,11 @@ public:
     // The outstanding leases: where and when they were taken, and by which thread.
     std::vector<lease_info> leases() const { return core_->leases(); }
 
+    // The factory, as given to the constructor.
     const Factory& factory() const noexcept { return core_->factory(); }
+    // The options in force (set_max_size() and set_min_idle() change them).
     const options& get_options() const noexcept { return core_->opts(); }
+    // The executor of the pool's timer and async completions (the internal io thread's when none was given).
     executor_type get_executor() const noexcept { return core_->get_executor(); }
 
 private:

@@ -84,6 +84,7 @@ inline std::vector<::prometheus::MetricFamily> to_prometheus_families(std::span<
 // Register the collectable as a shared_ptr: Exposer and Registry hold it by weak_ptr.
 class prometheus_collectable : public ::prometheus::Collectable {
 public:
+    // An empty collectable; opts chooses the histogram buckets kept (see histogram_options).
     explicit prometheus_collectable(histogram_options opts = {}) : opts_(opts) {}
 
     // Throws std::invalid_argument when name is taken or fn is empty.
@@ -98,10 +99,14 @@ public:
         pools_.add(std::move(name), pool);
     }
 
+    // Unregisters the pool called name; false when there is none. Call it before the pool dies.
     bool remove(std::string_view name) { return pools_.remove(name); }
+    // True when a pool is registered under name.
     bool contains(std::string_view name) const { return pools_.contains(name); }
+    // The number of pools registered.
     std::size_t size() const { return pools_.size(); }
 
+    // prometheus-cpp's scrape: one stats() per pool, as Prometheus metric families.
     std::vector<::prometheus::MetricFamily> Collect() const override {
         const std::vector<named_stats> snapshot = pools_.collect();
         const std::vector<instrument> points = to_instruments(snapshot, opts_);

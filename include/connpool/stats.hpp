@@ -53,6 +53,7 @@ struct duration_histogram {
     // [2^(i-1), 2^i) us. The last bucket also holds everything longer.
     static constexpr std::size_t bucket_count = 40;
 
+    // Samples per bucket (the edges are above).
     std::array<std::uint64_t, bucket_count> buckets{};
     std::uint64_t count = 0;          // samples recorded, the sum of buckets
     std::chrono::nanoseconds sum{};   // the samples' total
@@ -64,9 +65,11 @@ struct duration_histogram {
 
 // One tenant's share of the pool (pool_stats::tenants; empty while no tenant is configured).
 struct tenant_stats {
+    // The tenant's id (tenant_id::value).
     std::uint32_t id = 0;
     std::string name;              // tenant_options::name, or the id's number
     std::size_t quota = 0;         // 0: no quota
+    // Its weight (tenant_options::weight).
     std::uint32_t weight = 1;
     std::size_t held = 0;          // connections it holds now (leased, or being checked for it)
     std::size_t waiting = 0;       // its callers waiting now
@@ -74,8 +77,11 @@ struct tenant_stats {
     std::uint64_t timeouts = 0;    // its acquires that failed with acquire_timeout
     std::uint64_t cancelled = 0;   // its acquires cancelled by their caller
     std::uint64_t quota_refused = 0;  // its acquires failed with tenant_quota_exceeded
+    // Its acquire-wait median.
     std::chrono::microseconds wait_p50{};
+    // Its acquire-wait 99th percentile.
     std::chrono::microseconds wait_p99{};
+    // Its longest acquire wait.
     std::chrono::microseconds wait_max{};
     duration_histogram wait_time;  // every acquire it was served (0 when served at once)
 };
@@ -89,7 +95,9 @@ struct pool_stats {
     std::size_t in_use = 0;    // held by leases
     std::size_t creating = 0;  // connects in flight
     std::size_t waiting = 0;   // callers waiting in acquire
+    // options::max_size in force.
     std::size_t max_size = 0;
+    // options::min_idle in force.
     std::size_t min_idle = 0;
     std::size_t max_idle = 0;  // the effective cap: options::max_idle, or max_size when that is 0
 
@@ -107,14 +115,18 @@ struct pool_stats {
 
     // Acquire wait, over every acquire that succeeded (those that did not wait count as 0).
     std::chrono::microseconds wait_p50{};
+    // The 99th percentile.
     std::chrono::microseconds wait_p99{};
+    // The longest.
     std::chrono::microseconds wait_max{};
 
     // Full distributions, for exporters. wait_time counts every successful acquire (one
     // served at once records 0); use_time is how long each returned lease was held;
     // create_time is how long each successful connect took.
     duration_histogram wait_time;
+    // Lease hold times (see above).
     duration_histogram use_time;
+    // Connect times (see above).
     duration_histogram create_time;
 
     // The last connect failure's message (empty once a connect succeeds again).
@@ -123,8 +135,10 @@ struct pool_stats {
     // Per tenant, the default tenant (id 0) first; empty while no tenant is configured.
     std::vector<tenant_stats> tenants;
 
+    // Connections closed for reason r.
     std::uint64_t closed_for(close_reason r) const noexcept { return closed[static_cast<std::size_t>(r)]; }
 
+    // Connections closed for any reason.
     std::uint64_t closed_total() const noexcept {
         std::uint64_t n = 0;
         for (auto c : closed) n += c;

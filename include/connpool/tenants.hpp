@@ -17,13 +17,16 @@ namespace connpool {
 // A tenant's handle, chosen by the application (a customer number, say). 0 is the
 // default tenant, which always exists once tenants are on.
 struct tenant_id {
+    // The id's number.
     std::uint32_t value = 0;
 
+    // Ids are equal when their numbers are.
     friend constexpr bool operator==(tenant_id, tenant_id) noexcept = default;
 };
 
 inline constexpr tenant_id default_tenant{0};
 
+// A tenant's quota, weight, behaviour at its quota and name (add_tenant, set_tenant).
 struct tenant_options {
     // The most connections this tenant may hold at once; 0: no limit but the pool's.
     std::size_t quota = 0;

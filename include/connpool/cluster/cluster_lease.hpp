@@ -30,20 +30,25 @@ struct host_tag {
 template <class PoolLease>
 class cluster_lease {
 public:
+    // The wrapped pool lease's type.
     using pool_lease_type = PoolLease;
+    // The connection type the lease gives access to.
     using connection_type = typename PoolLease::connection_type;
 
     cluster_lease() noexcept = default;
 
+    // A lease of host's pool, in the given role; the cluster makes these.
     cluster_lease(PoolLease inner, std::shared_ptr<detail::host_tag> host, host_role role) noexcept
         : inner_(std::move(inner)), host_(std::move(host)), role_(role) {
         if (inner_ && host_) host_->outstanding.fetch_add(1, std::memory_order_relaxed);
         else host_.reset();
     }
 
+    // Moves the lease; other is empty afterwards.
     cluster_lease(cluster_lease&& other) noexcept
         : inner_(std::move(other.inner_)), host_(std::move(other.host_)), role_(other.role_) {}
 
+    // Gives back the lease held, if any, then takes other's; other is empty afterwards.
     cluster_lease& operator=(cluster_lease&& other) noexcept {
         if (this != &other) {
             release();
@@ -61,14 +66,18 @@ public:
 
     // Preconditions for the accessors: the lease is not empty.
     connection_type* operator->() const noexcept { return &inner_.get(); }
+    // The connection.
     connection_type& operator*() const noexcept { return inner_.get(); }
+    // The connection.
     connection_type& get() const noexcept { return inner_.get(); }
 
+    // True when the lease holds a connection.
     explicit operator bool() const noexcept { return static_cast<bool>(inner_); }
 
     // The host's name as given to the cluster, and its index in the host list.
     // Preconditions: the lease is not empty.
     const std::string& host() const noexcept { return host_->name; }
+    // The host's index in the cluster's host list.
     std::size_t host_index() const noexcept { return host_->index; }
     // The host's role when the lease was handed out. A primary's lease stays one even if the
     // host is demoted while it is held: its writes then fail on the server.
@@ -76,6 +85,7 @@ public:
 
     // The wrapped pool lease, e.g. for skip_reset() or acquired_at().
     PoolLease& pool_lease() noexcept { return inner_; }
+    // The wrapped pool lease (const).
     const PoolLease& pool_lease() const noexcept { return inner_; }
 
     // Gives the connection back now; the lease becomes empty. No-op when empty.

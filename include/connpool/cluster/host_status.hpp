@@ -30,15 +30,20 @@ struct probe_result {
 
 // The cluster's view of one host, as cluster::hosts() reports it.
 struct host_status {
+    // The host's name, as given to the cluster.
     std::string name;
+    // The host's weight, as given to the cluster.
     double weight = 1.0;
+    // The role its last probe found.
     host_role role = host_role::unknown;
+    // Its position in the log at the last probe (primary: written; standby: replayed).
     std::uint64_t position = 0;
     // Standby: the primary's last known position minus this host's, 0 when caught up or
     // when no primary is known.
     std::uint64_t lag_bytes = 0;
     // Standby: the time lag (see cluster_options::max_replica_lag); 0 when caught up.
     std::chrono::milliseconds lag{0};
+    // Standby: its replay is paused, as its last probe reported.
     bool replay_paused = false;
     // Round-trip time of the last probe's query (smoothed).
     std::chrono::microseconds rtt{0};

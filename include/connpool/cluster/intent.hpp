@@ -33,9 +33,12 @@ inline const char* to_string(host_role r) noexcept {
 // A position in the primary's log that a read must see. For PostgreSQL it is an LSN (see
 // connpool::pg::commit_token); a zero position is an empty token, which every host satisfies.
 struct freshness_token {
+    // The position in the log; 0: an empty token.
     std::uint64_t position = 0;
 
+    // True when the token names a position.
     constexpr explicit operator bool() const noexcept { return position != 0; }
+    // Tokens are equal when their positions are.
     friend bool operator==(const freshness_token&, const freshness_token&) = default;
 };
 
@@ -57,7 +60,9 @@ enum class intent_kind {
 
 // What one acquire asks for: an intent and, for read_fresh, the token.
 struct route {
+    // The intent: write, read or read_fresh.
     intent_kind kind = intent_kind::read;
+    // For read_fresh: the position the host must have replayed.
     freshness_token token{};
 };
 
@@ -65,7 +70,9 @@ struct route {
 // cluster.acquire(connpool::intent::read_fresh(token)). A namespace rather than free names
 // so that connpool::read / connpool::write never shadow POSIX read() and write().
 namespace intent {
+// Goes to the primary, or fails at once.
 inline constexpr route write{intent_kind::write, {}};
+// Goes to a standby within the lag bounds, else to the primary.
 inline constexpr route read{intent_kind::read, {}};
 // An empty token asks for nothing beyond a plain read.
 constexpr route read_fresh(freshness_token t) noexcept {

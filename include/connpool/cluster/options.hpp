@@ -38,6 +38,7 @@ struct cluster_options {
     std::chrono::milliseconds max_replica_lag = std::chrono::seconds(60);
     // The same in bytes of log (primary position minus replayed position). 0 disables.
     std::uint64_t max_replica_lag_bytes = 0;
+    // How reads are spread over the eligible hosts.
     balance_policy balance = balance_policy::power_of_two;
     // When positive, reads go only to the standbys whose measured round-trip time is
     // within this much of the nearest standby's, so that a service reads in its own zone

@@ -37,10 +37,14 @@ inline const char* to_string(instrument_kind k) noexcept {
     return "unknown";
 }
 
+// One attribute of a data point: a key and its value.
 struct attribute {
+    // The attribute's name, e.g. names::pool_name.
     std::string key;
+    // Its value, e.g. the pool's name.
     std::string value;
 
+    // Attributes are equal when key and value are.
     friend bool operator==(const attribute&, const attribute&) = default;
 };
 
@@ -50,13 +54,16 @@ struct attribute {
 struct histogram_point {
     std::vector<double> bounds;         // upper bounds, in the instrument's unit (seconds)
     std::vector<std::uint64_t> counts;  // per bucket
+    // Samples recorded, the sum of counts.
     std::uint64_t count = 0;
+    // The samples' total, in the instrument's unit.
     double sum = 0;
 };
 
 // One data point of one instrument, for one pool.
 struct instrument {
     std::string name;         // OpenTelemetry name, e.g. "db.client.connection.count"
+    // Counter, up-down counter, gauge or histogram.
     instrument_kind kind = instrument_kind::gauge;
     std::string unit;         // UCUM, e.g. "s" or "{connection}"
     std::string description;  // one line
@@ -67,19 +74,31 @@ struct instrument {
 
 // The names, so that code which reads the points needs no string literals of its own.
 namespace names {
+// Attribute: the pool's name, on every point.
 inline constexpr std::string_view pool_name = "db.client.connection.pool.name";
+// Attribute: idle or used, on db.client.connection.count.
 inline constexpr std::string_view state = "db.client.connection.state";
+// Attribute: why connections closed, on connpool.closed.
 inline constexpr std::string_view close_reason = "connpool.close_reason";
 inline constexpr std::string_view tenant = "connpool.tenant";  // Prometheus: connpool_tenant
 
+// Instrument: connections by state (idle, used).
 inline constexpr std::string_view count = "db.client.connection.count";
+// Instrument: pool_stats::max_size.
 inline constexpr std::string_view max = "db.client.connection.max";
+// Instrument: pool_stats::max_idle.
 inline constexpr std::string_view idle_max = "db.client.connection.idle.max";
+// Instrument: pool_stats::min_idle.
 inline constexpr std::string_view idle_min = "db.client.connection.idle.min";
+// Instrument: callers waiting (pool_stats::waiting).
 inline constexpr std::string_view pending_requests = "db.client.connection.pending_requests";
+// Instrument: acquires that timed out (pool_stats::timeouts).
 inline constexpr std::string_view timeouts = "db.client.connection.timeouts";
+// Instrument: histogram of connect times (pool_stats::create_time).
 inline constexpr std::string_view create_time = "db.client.connection.create_time";
+// Instrument: histogram of acquire waits (pool_stats::wait_time).
 inline constexpr std::string_view wait_time = "db.client.connection.wait_time";
+// Instrument: histogram of lease hold times (pool_stats::use_time).
 inline constexpr std::string_view use_time = "db.client.connection.use_time";
 }  // namespace names
 
@@ -93,7 +112,9 @@ struct histogram_options {
 
 // A pool's snapshot and the name it is exported under.
 struct named_stats {
+    // The name the pool is exported under (db.client.connection.pool.name).
     std::string name;
+    // Its stats() snapshot.
     pool_stats stats;
 };
 

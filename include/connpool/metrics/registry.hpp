@@ -30,6 +30,7 @@ namespace connpool::metrics {
 // therefore not call back into the same registry.
 class pool_registry {
 public:
+    // What a pool is registered with: a function that returns its stats().
     using source = std::function<pool_stats()>;
 
     // Throws std::invalid_argument when name is already registered or source is empty.
@@ -76,6 +77,7 @@ public:
         return false;
     }
 
+    // True when a pool is registered under name.
     bool contains(std::string_view name) const {
         std::lock_guard lock(mutex_);
         for (const auto& e : entries_)
@@ -83,6 +85,7 @@ public:
         return false;
     }
 
+    // The number of pools registered.
     std::size_t size() const {
         std::lock_guard lock(mutex_);
         return entries_.size();

@@ -80,6 +80,7 @@ public:
 
     // The handle moves; the moved-from connection is closed (and reads as broken).
     connection(connection&&) noexcept = default;
+    // Moves the handle; the moved-from connection is closed (and reads as broken).
     connection& operator=(connection&&) noexcept = default;
 
     connection(const connection&) = delete;
@@ -96,12 +97,14 @@ public:
         return handle_;
     }
 
+    // True while the connection has a handle (not closed, not moved from).
     bool is_open() const noexcept { return handle_ != nullptr; }
 
 #if CONNPOOL_MYSQL_MARIADB
     // The socket, for a readiness check that must not count as using the session.
     int socket() const noexcept { return handle_ ? static_cast<int>(mysql_get_socket(handle_)) : -1; }
 #endif
+    // True while the connection is open (is_open()).
     explicit operator bool() const noexcept { return is_open(); }
 
     // The server's id of this session (what KILL takes, CONNECTION_ID() returns).
@@ -224,6 +227,7 @@ public:
         return out;
     }
 
+    // As query(sql, err), throwing connpool::error on failure.
     rows query(std::string_view sql) {
         error_info err;
         auto r = query(sql, err);
@@ -238,6 +242,7 @@ public:
         return std::move(r->front().front());
     }
 
+    // As query_value(sql, err), throwing connpool::error on failure.
     std::optional<std::string> query_value(std::string_view sql) {
         error_info err;
         auto r = query(sql, err);

@@ -46,8 +46,10 @@ namespace connpool::mysql {
 // concurrently.
 class factory {
 public:
+    // The connection type the factory makes.
     using connection_type = connection;
 
+    // A factory over fixed connect options and the reset policy for returned connections.
     explicit factory(connect_options options, reset_policy policy = reset_policy::reset_if_dirty)
         : factory(fixed(std::move(options)), nullptr, policy) {}
 
@@ -71,6 +73,7 @@ public:
         if (!credentials_) throw std::invalid_argument("connpool::mysql::factory: credentials: must not be null");
     }
 
+    // The reset policy, as given to the constructor.
     reset_policy policy() const noexcept { return policy_; }
 
     // The options the next connect will use (without the credential cache's password).

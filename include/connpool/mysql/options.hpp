@@ -50,6 +50,7 @@ struct tls_options {
     // Fail the connect when the server does not offer TLS (no silent plaintext fallback).
     bool require = false;
 
+    // True when any TLS option is set, which turns TLS on.
     bool enabled() const noexcept {
         return require || verify_server_cert || !ca.empty() || !capath.empty() || !cert.empty() ||
                !key.empty() || !cipher.empty();
@@ -64,7 +65,9 @@ struct connect_options {
     std::string host = "127.0.0.1";
     // Path of the server's Unix socket; when set, host and port are ignored.
     std::string unix_socket;
+    // TCP port, when unix_socket is empty.
     unsigned port = 3306;
+    // User name.
     std::string user;
     // Never appears in an error message, log line or statistic.
     std::string password;
@@ -72,12 +75,14 @@ struct connect_options {
     std::string database;
     // Connection character set (MYSQL_SET_CHARSET_NAME).
     std::string charset = "utf8mb4";
+    // TLS: certificates, verification, requirement (see tls_options).
     tls_options tls;
     // Socket read/write timeouts for queries after the connect (MYSQL_OPT_READ_TIMEOUT /
     // MYSQL_OPT_WRITE_TIMEOUT), rounded up to whole seconds; zero = the library default
     // (no timeout). A statement running longer than read_timeout fails with error 2013 and
     // the connection is discarded, so keep it above your slowest query.
     std::chrono::milliseconds read_timeout{0};
+    // The same for writes.
     std::chrono::milliseconds write_timeout{0};
     // Upper bound on each step of a reset (COM_RESET_CONNECTION, ROLLBACK, each init command,
     // selecting the schema again) and of a label's apply(). A step that runs out of time fails

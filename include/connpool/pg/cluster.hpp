@@ -21,8 +21,11 @@ namespace connpool::pg {
 // One server of the cluster. conninfo is a libpq conninfo string for this one host (no
 // multi-host list: the cluster does the choosing); weight as in connpool::cluster_host.
 struct cluster_member {
+    // The member's name, for leases, host_status and messages.
     std::string name;
+    // A libpq conninfo string for this one host.
     std::string conninfo;
+    // Its share of the reads, as cluster_host::weight.
     double weight = 1.0;
 };
 
@@ -43,11 +46,13 @@ struct cluster_member {
 // each server's max_connections.
 class cluster : public basic_cluster<factory> {
 public:
+    // A cluster of members: one pool per member, built with pool_opts and a pg::factory with fopts.
     cluster(std::vector<cluster_member> members, cluster_options copts = {}, options pool_opts = {},
             factory_options fopts = {})
         : basic_cluster<factory>(make_hosts(members, fopts), std::move(copts), pool_opts, check()),
           members_(std::move(members)) {}
 
+    // As above, with the pools' background work on executor ex.
     cluster(executor_type ex, std::vector<cluster_member> members, cluster_options copts = {},
             options pool_opts = {}, factory_options fopts = {})
         : basic_cluster<factory>(std::move(ex), make_hosts(members, fopts), std::move(copts), pool_opts, check()),
@@ -66,6 +71,7 @@ public:
         return out;
     }
 
+    // The members, as given to the constructor.
     const std::vector<cluster_member>& members() const noexcept { return members_; }
 
 private:

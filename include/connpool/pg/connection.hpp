@@ -20,6 +20,7 @@ namespace connpool::pg {
 
 // Frees a PGresult with PQclear.
 struct result_deleter {
+    // PQclear(r).
     void operator()(PGresult* r) const noexcept { PQclear(r); }
 };
 
@@ -63,6 +64,7 @@ inline bool result_ok(const PGresult* r) noexcept {
 // 40001 (serialization_failure) or 40P01 (deadlock_detected).
 class sql_error : public std::runtime_error {
 public:
+    // An error for a failed command: its message, its SQLSTATE, and whether the connection was lost.
     sql_error(std::string message, std::string state, bool connection_lost)
         : std::runtime_error(std::move(message)), sqlstate_(std::move(state)), connection_lost_(connection_lost) {}
 
@@ -125,11 +127,13 @@ public:
     // Takes ownership of native (may be null).
     explicit connection(PGconn* native) noexcept : conn_(native) {}
 
+    // Moves the connection; other is empty afterwards.
     connection(connection&& other) noexcept
         : conn_(std::exchange(other.conn_, nullptr)),
           fatal_(std::exchange(other.fatal_, false)),
           credential_generation_(other.credential_generation_) {}
 
+    // Closes the connection held, if any, then takes other's; other is empty afterwards.
     connection& operator=(connection&& other) noexcept {
         if (this != &other) {
             close();
@@ -148,6 +152,7 @@ public:
     // The raw handle for libpq calls. Do not PQfinish it: the connection owns it.
     PGconn* native_handle() const noexcept { return conn_; }
 
+    // True while the connection holds a PGconn.
     explicit operator bool() const noexcept { return conn_ != nullptr; }
 
     // Gives up ownership without closing.
@@ -182,6 +187,7 @@ public:
         return collect();
     }
 
+    // As exec(sql, p, ps...), but never throws for a failed command (see try_exec(sql)).
     template <class P, class... Ps>
     result try_exec(const std::string& sql, const P& p, const Ps&... ps) {
         constexpr std::size_t n = 1 + sizeof...(Ps);

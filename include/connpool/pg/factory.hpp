@@ -48,6 +48,7 @@ enum class reset_policy {
     custom_sql,
 };
 
+// What the factory does beyond connecting: the reset on return, PgBouncer, the reset timeout.
 struct factory_options {
     // See reset_policy.
     reset_policy reset = reset_policy::rollback;
@@ -79,14 +80,18 @@ struct factory_options {
 // conninfo itself is never put in a message.
 class factory {
 public:
+    // The connection type the factory makes.
     using connection_type = connection;
 
+    // A factory over a fixed conninfo string (key=value or a postgresql:// URI).
     explicit factory(std::string conninfo_string, factory_options o = {})
         : factory(constant_source(conninfo{std::move(conninfo_string)}), std::move(o)) {}
 
+    // As factory(std::string, o).
     explicit factory(const char* conninfo_string, factory_options o = {})
         : factory(std::string(conninfo_string), std::move(o)) {}
 
+    // A factory over libpq keywords, e.g. {{"host", "db"}, {"dbname", "app"}}.
     explicit factory(keywords kw, factory_options o = {})
         : factory(constant_source(conninfo{std::move(kw)}), std::move(o)) {}
 
@@ -111,6 +116,7 @@ public:
         credentials_ = std::move(credentials);
     }
 
+    // The options, as given to the constructor.
     const factory_options& options() const noexcept { return options_; }
 
     // Blocking connect: PQconnectStartParams + PQconnectPoll under one deadline of r.timeout for the

@@ -24,6 +24,7 @@
 
 namespace connpool::sizing {
 
+// The bounds and the pace of adaptive_size.
 struct adaptive_options {
     std::size_t floor = 1;       // at least min_idle
     std::size_t ceiling = 100;   // also capped by the advice's budget_per_instance, when known
@@ -34,6 +35,9 @@ struct adaptive_options {
     unsigned cooldown = 3;       // windows without growth after a cut
 };
 
+// Turns the advisor's recommendations into max_size changes, one window at a time, without
+// oscillating: it grows toward the advice by at most max_step per window, cuts by decrease
+// on overload (connect failures), and shrinks only after settle windows below the band.
 class adaptive_size {
 public:
     // Checks first: std::clamp with ceiling < floor is undefined.
@@ -46,6 +50,7 @@ public:
         size_ = std::clamp(start, o.floor, o.ceiling);
     }
 
+    // The size it last decided.
     std::size_t size() const noexcept { return size_; }
 
     // One window's advice and the pool's max_size now; the new size when it should change.

@@ -140,7 +140,7 @@ TEST_CASE("16 coroutines run queries through one pool at once", "[mysql][pool][c
         io.run();
         ++returned;
     });
-    // The README's promise: run() returns once the pool is closed. Checked with a bound, so
+    // The docs' promise: run() returns once the pool is closed. Checked with a bound, so
     // that a pool that keeps io busy fails this test instead of hanging it.
     CHECK(eventually([&] { return done == coroutines; }, std::chrono::seconds(120)));
     const bool run_returned = eventually([&] { return returned == 4; }, std::chrono::seconds(30));

@@ -8,7 +8,7 @@
 # db.client.connection.count is the OpenTelemetry semantic-convention name and the standard
 # mapping keeps it, so the name an OpenTelemetry Collector exports and ours are the same.
 # promtool's linter reserves _count for histograms and summaries; that one style finding is
-# accepted here on purpose (README, "Metrics"), every other one fails the test.
+# accepted here on purpose (docs/observability.md, "promtool"), every other one fails the test.
 set -uo pipefail
 
 promtool=${CONNPOOL_PROMTOOL:-promtool}

@@ -33,11 +33,13 @@ enum class budget_mode {
     refuse,
 };
 
+// What check_budget and apply_budget count, and what they do when the budget is exceeded.
 struct budget_options {
     // Application instances that run this same pool configuration against the server.
     std::size_t instances = 1;
     // Share of (max_connections - superuser_reserved_connections) all instances may use.
     double fraction = 0.8;
+    // Over budget: warn, clamp max_size to the share, or throw budget_error (see budget_mode).
     budget_mode mode = budget_mode::warn;
     // Receives the message in warn and clamp modes; empty: standard error.
     std::function<void(const std::string&)> on_warning;
@@ -45,29 +47,39 @@ struct budget_options {
 
 // The numbers behind one check, and the message that names them.
 struct budget_report {
+    // The server asked (its host, as the conninfo names it).
     std::string host;
+    // The server's max_connections.
     int max_connections = 0;
+    // The server's superuser_reserved_connections.
     int reserved = 0;
     // Client backends on the server when it was asked (all databases and users).
     int in_use = 0;
+    // Instances counted (budget_options::instances).
     std::size_t instances = 0;
+    // Each instance's max_size before the check.
     std::size_t max_size = 0;
     // floor(fraction x (max_connections - reserved)).
     std::size_t allowed_total = 0;
     // allowed_total / instances: what each instance's pool may hold.
     std::size_t per_instance = 0;
+    // True when instances x max_size exceeds allowed_total.
     bool over = false;
     // The max_size the pool has after the check (clamped or not).
     std::size_t applied_max_size = 0;
     // "4 instances x max_size 30 = 120 > 80 % of (100 - 3) = 77"; the <= form when within. Empty
     // when the server could not be asked (error then says why).
     std::string message;
+    // Why the server could not be asked; empty when it could.
     std::string error;
 };
 
+// Thrown by budget_mode::refuse when the pools are over budget; what() is the report's message.
 class budget_error : public std::runtime_error {
 public:
+    // An error carrying report r.
     explicit budget_error(budget_report r) : std::runtime_error(r.message), report_(std::move(r)) {}
+    // The numbers behind the refusal.
     const budget_report& report() const noexcept { return report_; }
 
 private:

@@ -26,6 +26,7 @@
 
 namespace connpool::pg {
 
+// What pg::auto_budget writes, how often, and how it counts the live instances.
 struct heartbeat_options {
     // The table, created when missing: (instance_id text PRIMARY KEY, beat_at timestamptz).
     // A plain identifier; it lives in the connecting user's search_path.
@@ -38,6 +39,7 @@ struct heartbeat_options {
     // instance's share stays reserved. Keep it a few intervals, so that one slow beat does
     // not let the others grow.
     std::chrono::milliseconds ttl = std::chrono::seconds(20);
+    // Share of (max_connections - superuser_reserved_connections) all live instances may use.
     double fraction = 0.8;
     // On destruction, delete this instance's row, so that the others may grow at their next beat
     // rather than after ttl. Off only to act out a crash in tests.
@@ -57,6 +59,9 @@ struct heartbeat_options {
 // Thread-safety: live_instances(), limit() and beat() may be called from any thread.
 class auto_budget {
 public:
+    // Starts the heartbeat: beats into the table through a connection of its own made from
+    // conninfo, and calls apply(limit) with each new share, never above max_size.
+    // Throws std::invalid_argument naming the field when an option is out of range.
     auto_budget(std::string conninfo, std::size_t max_size, std::function<void(std::size_t)> apply,
                 heartbeat_options o = {})
         : session_(std::move(conninfo)), max_size_(max_size), apply_(std::move(apply)), o_(std::move(o)) {
@@ -90,7 +95,9 @@ public:
 
     // Live instances at the last beat (0 before the first), and the share applied.
     std::size_t live_instances() const noexcept { return live_.load(); }
+    // The share applied at the last beat.
     std::size_t limit() const noexcept { return limit_.load(); }
+    // This instance's row in the table.
     const std::string& instance_id() const noexcept { return o_.instance_id; }
 
     // Asks for a beat now and waits up to timeout for it to finish. True if one did.

@@ -85,7 +85,9 @@ public:
         if (!detail::make_params(conninfo, params_, e)) params_error_ = std::move(e.message);
     }
 
+    // Moves the session.
     probe_session(probe_session&&) noexcept = default;
+    // Moves the session.
     probe_session& operator=(probe_session&&) noexcept = default;
 
     // Runs sql (one statement) and returns its result, or null with error set. Reconnects
@@ -127,6 +129,7 @@ public:
         return out;
     }
 
+    // Closes the session's connection.
     void close() noexcept { conn_.close(); }
 
 private:
