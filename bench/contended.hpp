@@ -106,8 +106,12 @@ inline long env_long(const char* name, long fallback) {
 
 // The fixed wall time of one run, and how many rounds each binary makes (contenders are
 // interleaved within a round, so a quiet or a busy minute hits them all).
+// Defaults: the outside harness's shape (issue 20): 0.2 s of warm-up, then 1 s measured.
 inline std::chrono::milliseconds run_duration() {
-    return std::chrono::milliseconds(env_long("CONNPOOL_BENCH_RUN_MS", 2000));
+    return std::chrono::milliseconds(env_long("CONNPOOL_BENCH_RUN_MS", 1000));
+}
+inline std::chrono::milliseconds warmup_duration() {
+    return std::chrono::milliseconds(env_long("CONNPOOL_BENCH_WARMUP_MS", 200));
 }
 inline int rounds() { return static_cast<int>(env_long("CONNPOOL_BENCH_ROUNDS", 3)); }
 // The first round's number: bench/run.sh runs one process per round (and shape), so that a
@@ -160,16 +164,18 @@ inline void await_exit(const std::atomic<int>& exited, int threads, std::chrono:
 
 struct thread_opts {
     int threads = 1;
-    std::chrono::milliseconds duration{2000};
+    std::chrono::milliseconds duration{1000};
+    std::chrono::milliseconds warmup_time = warmup_duration();  // run, but not counted, first
     std::uint64_t sample_every = 1;  // a power of two
     std::uint64_t (*allocations)() noexcept = nullptr;  // the counter, where linked
     std::uint64_t warmup = 1024;     // cycles before allocations are counted
 };
 
 // Runs cycle(thread_index) -> bool (false: the cycle failed) on `threads` threads for the
-// fixed duration. Threads are created first and released together by the barrier; the
-// clock runs from the release to the last thread's exit, so a thread stuck in a slow
-// cycle at the stop is counted against its pool.
+// warm-up and then the fixed duration. Threads are created first and released together by
+// the barrier; only what runs after the warm-up counts, and the clock runs from its end to
+// the last thread's exit, so a thread stuck in a slow cycle at the stop is counted against
+// its pool.
 template <class Cycle>
 shape_result run_threads(const thread_opts& o, Cycle&& cycle) {
     struct alignas(64) per_thread {
@@ -182,6 +188,7 @@ shape_result run_threads(const thread_opts& o, Cycle&& cycle) {
     };
     std::vector<per_thread> state(static_cast<std::size_t>(o.threads));
     std::barrier start(o.threads + 1);
+    std::atomic<bool> measuring{o.warmup_time.count() <= 0};
     std::atomic<bool> stop{false};
     std::atomic<int> exited{0};
     const std::uint64_t mask = o.sample_every - 1;
@@ -192,6 +199,7 @@ shape_result run_threads(const thread_opts& o, Cycle&& cycle) {
             per_thread& me = state[static_cast<std::size_t>(i)];
             std::uint64_t a0 = 0;
             start.arrive_and_wait();
+            while (!measuring.load(std::memory_order_relaxed)) (void)cycle(i);  // warm-up
             const auto cpu0 = thread_cpu_ns();
             std::uint64_t n = 0;
             while (!stop.load(std::memory_order_relaxed)) {
@@ -217,6 +225,10 @@ shape_result run_threads(const thread_opts& o, Cycle&& cycle) {
         });
     }
     start.arrive_and_wait();
+    if (o.warmup_time.count() > 0) {
+        std::this_thread::sleep_for(o.warmup_time);
+        measuring.store(true);
+    }
     const auto t0 = clock::now();
     std::this_thread::sleep_for(o.duration);
     stop.store(true);

@@ -258,10 +258,15 @@ TEST_CASE("defect 11: validation pings of dead idle connections stay within the 
     db->freeze_pings = true;  // every ping sleeps out its timeout, then fails
     error_code ec;
     error_info diag;
+    const auto start = std::chrono::steady_clock::now();
     (void)p.acquire_for(100ms, ec);
+    const auto took = std::chrono::steady_clock::now() - start;
     CHECK(ec == errc::acquire_timeout);
-    CHECK(db->max_ping_timeout_ms <= 100);            // each ping capped at the time left
-    CHECK(db->ping_timeout_total_ms <= 100 + 8 * 1);  // and all of them together too
+    // The caller's deadline ends its wait while the ping runs out its own ping_timeout
+    // (issue 16: capping it closed healthy connections): it does not wait through the pings
+    // of the dead connections one after another (a hang check: 8 x 5 s otherwise).
+    CHECK(took < std::chrono::seconds(4));
+    CHECK(db->pings <= 2);
     db->freeze_pings = false;
 }
 

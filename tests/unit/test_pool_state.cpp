@@ -708,7 +708,10 @@ TEST_CASE("validation pings only connections idle at least the threshold, within
     REQUIRE_SOUND(d);
 }
 
-TEST_CASE("validation always pings a waiter's connection within the time it has left", "[unit][state][validation]") {
+// Issue 16, defect 4: the ping was capped at the caller's time left, and a ping cut short
+// that way closed a healthy connection whose round trip was merely longer.
+TEST_CASE("a validation ping has its own timeout, and one that outlives its caller returns a healthy connection",
+          "[unit][state][validation]") {
     options o = quiet();
     o.max_size = 1;
     o.validation = validation_mode::always;
@@ -716,10 +719,17 @@ TEST_CASE("validation always pings a waiter's connection within the time it has 
     driver d(o, 2);
     lease_n(d, 1);
     d.acquire(1, 300ms);
-    d.advance(200ms);
+    d.advance(290ms);
     d.give_back(0);
     REQUIRE(d.pings.size() == 1);
-    CHECK(d.pings[0].timeout == 100ms);
+    CHECK(d.pings[0].timeout == 5000ms);  // not the 10 ms caller 1 has left
+    d.advance(10ms);                      // caller 1's deadline, the ping still runs
+    CHECK_FALSE(d.waits(1));
+    CHECK(d.callers[1].last_error.code == errc::acquire_timeout);
+    d.advance(20ms);
+    d.ping_done(0, true);  // a 30 ms round trip: healthy
+    CHECK(d.count_in(slot_state::idle) == 1);
+    CHECK(d.st.snapshot(d.now).closed_for(close_reason::validation_failed) == 0);
     REQUIRE_SOUND(d);
 }
 

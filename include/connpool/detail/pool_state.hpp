@@ -154,15 +154,18 @@ public:
     }
 
     // The hand-out check chose to ping w's connection: it stays w's while the ping runs,
-    // and w can still time out or be cancelled.
-    // The ping's timeout is capped at the time w has left.
+    // and w can still time out or be cancelled. The ping has its own ping_timeout, not
+    // what w has left: a ping cut short by its caller's deadline would close a healthy
+    // connection whose round trip is merely longer than that. One that outlives its caller
+    // completes on its own, and its connection goes back (ping_done).
     void start_validation(waiter_base& w, slot_type& s, time_point now, actions& a) {
+        (void)now;
         s.state.store(slot_state::pinging, std::memory_order_relaxed);
         s.validating_for = &w;
         ++pinging_;
         w.phase = waiter_phase::pinging;
         w.result = &s;
-        a.pings.emplace_back(&s, capped_timeout(opts_.ping_timeout, now, w.deadline));
+        a.pings.emplace_back(&s, opts_.ping_timeout);
         a.arm(w.deadline);
     }
 
