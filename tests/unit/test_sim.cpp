@@ -1,4 +1,4 @@
-// connpool-sim's engine (bench/sim/): the real pool state machine against workload models
+// connpool-sim's engine (tools/sim/): the real pool state machine against workload models
 // in virtual time, checked against answers known from queueing theory and from the
 // pool's own rules. Every run is seeded, so each assertion is about one fixed schedule.
 #include "connpool_catch.hpp"
