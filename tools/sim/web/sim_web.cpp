@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <memory>
 #include <sstream>
@@ -32,6 +33,9 @@ struct live_run {
     sim::cli c;
     std::unique_ptr<sim::engine> e;
     std::vector<float> window;  // waits since the last chart point (µs)
+    // The last second of chart points: each one's waits and timeouts, for rolling figures.
+    std::deque<std::pair<std::vector<float>, std::uint64_t>> recent;
+    std::vector<float> scratch;
     std::ostringstream points;  // chart points since the last sim_state()
     std::size_t points_n = 0;
     std::uint64_t timeouts_at_point = 0;
@@ -186,7 +190,8 @@ __attribute__((export_name("sim_start"))) const char* sim_start() {
 }
 
 // Plays the run to virtual second t, then records one chart point: the wait percentiles
-// of the acquires served since the last point, and the gauges at t.
+// and the timeouts over the last virtual second, and the gauges at t:
+//   [t, wait p50 ms, wait p99 ms, in_use, waiting, timeouts, open, waits counted, max_size]
 __attribute__((export_name("sim_step"))) void sim_step(double t_s) {
     auto& r = *run;
     r.e->advance_to(r.e->at(t_s));
@@ -201,14 +206,25 @@ __attribute__((export_name("sim_step"))) void sim_step(double t_s) {
         waiting += s.waiting;
         open += s.open;
     }
-    const double p50 = quantile_ms(r.window, 0.50), p99 = quantile_ms(r.window, 0.99);
     const std::uint64_t timeouts = r.e->counters().timeouts;
-    char b[200];
-    std::snprintf(b, sizeof b, "%s[%.4f,%.4f,%.4f,%zu,%zu,%llu,%zu,%zu]", r.points_n++ ? "," : "", r.e->now_s(), p50, p99,
-                  in_use, waiting, static_cast<unsigned long long>(timeouts - r.timeouts_at_point), open, r.window.size());
-    r.points << b;
+    // A point covers 1/20 s or more (the page steps 50 ms): keep 20 points' worth. Past
+    // 20,000 waits a second the figures come from the newest points only, to stay cheap.
+    r.recent.emplace_back(std::move(r.window), timeouts - r.timeouts_at_point);
+    r.window = {};
     r.timeouts_at_point = timeouts;
-    r.window.clear();
+    while (r.recent.size() > 20) r.recent.pop_front();
+    r.scratch.clear();
+    std::uint64_t timeouts_1s = 0;
+    for (auto it = r.recent.rbegin(); it != r.recent.rend(); ++it) {
+        timeouts_1s += it->second;
+        if (r.scratch.size() < 20000) r.scratch.insert(r.scratch.end(), it->first.begin(), it->first.end());
+    }
+    const double p50 = quantile_ms(r.scratch, 0.50), p99 = quantile_ms(r.scratch, 0.99);
+    char b[200];
+    std::snprintf(b, sizeof b, "%s[%.4f,%.4f,%.4f,%zu,%zu,%llu,%zu,%zu,%zu]", r.points_n++ ? "," : "", r.e->now_s(), p50, p99,
+                  in_use, waiting, static_cast<unsigned long long>(timeouts_1s), open, r.scratch.size(),
+                  r.e->state(0).current().max_size);
+    r.points << b;
 }
 
 // What the views draw, now; the chart points since the last call.

@@ -1,0 +1,532 @@
+// The simulator page: controls, the frame loop and the views over connpool-sim's engine
+// (sim_module.js). The scenario is a set of connpool-sim flags: the URL's query string holds
+// the ones that differ from the CLI's defaults, the module parses them with the CLI's own
+// parser, and the command line shown is made of them.
+"use strict";
+
+(async function () {
+  const $ = (id) => document.getElementById(id);
+  const DT = 0.05;              // virtual seconds per step and chart point
+  const CHART_S = 60;           // the charts show the last minute of virtual time
+  const FRAME_WORK_MS = 10;     // simulation work per frame, at most: the page stays responsive
+  const LIVE = new Set(["rate", "hold", "connect-time", "max-size", "min-idle", "target-p99", "tenants"]);
+  const PAGE_KEYS = new Set(["speed"]);
+  const PRESET = { rate: "400", hold: "exp:10ms", "max-size": "6" };  // an empty query string
+
+  let mod;
+  try {
+    mod = await connpool_sim_module.load();
+  } catch (e) {
+    $("error").textContent = "could not load the module: " + e.message;
+    return;
+  }
+  const defaults = mod.defaults();
+
+  // ------------------------------------------------------------ the scenario
+  const sc = Object.assign({}, defaults);
+  let speed = 10;
+  {
+    const q = new URLSearchParams(location.search);
+    const given = [...q.keys()].length > 0 ? Object.fromEntries(q) : PRESET;
+    for (const [k, v] of Object.entries(given)) {
+      if (k === "speed") speed = Math.min(1000, Math.max(1, +v || 10));
+      else if (k in defaults) sc[k] = v;
+    }
+  }
+  let playing = new URLSearchParams(location.search).get("play") !== "0";
+
+  function args() {
+    const a = [];
+    for (const k of Object.keys(defaults)) {
+      if (sc[k] !== defaults[k] && sc[k] !== "") a.push("--" + k, sc[k]);
+    }
+    return a;
+  }
+  function query() {
+    const q = new URLSearchParams();
+    for (const k of Object.keys(defaults)) if (sc[k] !== defaults[k] && sc[k] !== "") q.set(k, sc[k]);
+    q.set("speed", String(speed));
+    return "?" + q.toString().replace(/%3A/g, ":").replace(/%2C/g, ",");
+  }
+
+  // "10ms", "2.5s", "300us", a bare number in ms, as the CLI reads them.
+  function duration_ms(text) {
+    const m = /^([0-9.eE+-]+)(ns|us|ms|s|m|min|h)?$/.exec(String(text).trim());
+    if (!m) return NaN;
+    const f = { ns: 1e-6, us: 1e-3, ms: 1, s: 1e3, m: 6e4, min: 6e4, h: 3.6e6 }[m[2] || "ms"];
+    return +m[1] * f;
+  }
+  const ms_text = (x) => String(+(+x).toPrecision(10)) + "ms";
+
+  // ------------------------------------------------------------ controls <-> scenario
+  function show_scenario() {
+    $("rate").value = sc.rate;
+    $("seed").value = sc.seed;
+    const [kind, mean, sigma] = sc.hold.split(":");
+    $("hold-kind").value = kind === "exp" || kind === "lognormal" ? kind : "fixed";
+    const s = sigma !== undefined ? +sigma : 0.5;
+    $("hold-sigma").value = s;
+    // A log-normal is given by its median here; the CLI's flag takes the mean.
+    const m = duration_ms(mean);
+    $("hold-ms").value = +(kind === "lognormal" ? m / Math.exp((s * s) / 2) : m).toPrecision(6);
+    $("hold-ms-label").textContent = kind === "lognormal" ? "median" : "mean";
+    $("sigma-row").style.display = kind === "lognormal" ? "" : "none";
+    $("connect-ms").value = +duration_ms(sc["connect-time"].split(":")[1]).toPrecision(6);
+    for (const k of ["max-size", "min-idle", "instances", "max-connections", "reserved", "validation", "handoff"]) $(k).value = sc[k];
+    $("acquire-timeout").value = duration_ms(sc["acquire-timeout"]);
+    $("max-lifetime").value = duration_ms(sc["max-lifetime"]) / 1000;
+    $("reset-on-return").checked = sc["reset-on-return"] !== "0";
+    $("reset-ms").value = duration_ms(sc["reset-time"]);
+    $("target-p99").value = duration_ms(sc["target-p99"]);
+    const ts = sc.tenants ? sc.tenants.split(",").map((t) => t.split(":")) : [];
+    $("tenants-on").checked = ts.length > 0;
+    for (let i = 0; i < 2; i++) {
+      const t = ts[i] || [i ? 1 : 3, i ? 3 : 1, 0];
+      $(`t${i + 1}-share`).value = t[0];
+      $(`t${i + 1}-weight`).value = t[1];
+      $(`t${i + 1}-quota`).value = t[2] || 0;
+    }
+    $("speed").value = Math.log10(speed);
+    $("speed-text").textContent = Math.round(speed) + "×";
+  }
+
+  // The flags the controls say now.
+  function read_controls() {
+    const out = {};
+    out.rate = String(+$("rate").value);
+    out.seed = String(Math.max(1, Math.round(+$("seed").value)));
+    const kind = $("hold-kind").value, ms = +$("hold-ms").value, sigma = +$("hold-sigma").value;
+    out.hold = kind === "lognormal" ? `lognormal:${ms_text(ms * Math.exp((sigma * sigma) / 2))}:${sigma}` : `${kind}:${ms_text(ms)}`;
+    out["connect-time"] = "fixed:" + ms_text(+$("connect-ms").value);
+    for (const k of ["max-size", "min-idle", "instances", "max-connections", "reserved"]) out[k] = String(Math.round(+$(k).value));
+    out.validation = $("validation").value;
+    out.handoff = $("handoff").value;
+    out["acquire-timeout"] = Math.round(+$("acquire-timeout").value) + "ms";
+    out["max-lifetime"] = Math.round(+$("max-lifetime").value * 1000) + "ms";
+    out["reset-on-return"] = $("reset-on-return").checked ? "1" : "0";
+    out["reset-time"] = ms_text(+$("reset-ms").value);
+    out["target-p99"] = ms_text(+$("target-p99").value);
+    out.tenants = $("tenants-on").checked
+      ? [1, 2].map((i) => [+$(`t${i}-share`).value, Math.round(+$(`t${i}-weight`).value), Math.round(+$(`t${i}-quota`).value)].join(":")).join(",")
+      : "";
+    return out;
+  }
+
+  // A control changed: live where the library has a setter, else a restart.
+  function on_control() {
+    const want = read_controls();
+    let restart = false;
+    const live = [];
+    for (const [k, v] of Object.entries(want)) {
+      if (sc[k] === v) continue;
+      if (k === "tenants" && (sc.tenants === "") !== (v === "")) restart = true;
+      else if (LIVE.has(k)) live.push([k, v]);
+      else restart = true;
+      sc[k] = v;
+    }
+    $("error").textContent = "";
+    if (restart) return start();
+    for (const [k, v] of live) {
+      try {
+        if (!mod.set(k, v)) throw new Error("cannot change " + k + " live");
+        live_changes.push(`${k}=${v} at ${now_s.toFixed(2)} s`);
+      } catch (e) {
+        $("error").textContent = e.message;
+        return start();
+      }
+    }
+    scenario_changed();
+  }
+
+  // ------------------------------------------------------------ the run
+  let k_step = 0, now_s = 0, target_s = 0, last_ts = null, last_state = null;
+  let live_changes = [];
+  let series = [];               // chart points [t, p50, p99, in_use, waiting, timeouts, open, n]
+  let summary = null, summary_at = 0;
+  const frame_times = [];
+  let speed_window = [];         // [wall ms, virtual s] for the achieved speed
+
+  function start() {
+    try {
+      mod.start(args());
+    } catch (e) {
+      $("error").textContent = "this scenario does not run: " + e.message + " (back to the defaults)";
+      for (const k of Object.keys(defaults)) sc[k] = k in PRESET ? PRESET[k] : defaults[k];
+      mod.start(args());
+      show_scenario();
+    }
+    k_step = 0; now_s = 0; target_s = 0; series = []; live_changes = []; summary = null; peak_w = 0;
+    sweep_result = null;
+    draw_sweep();
+    scenario_changed();
+  }
+
+  function advance(until_s, deadline) {
+    while ((k_step + 1) * DT <= until_s + 1e-9) {
+      if (deadline !== undefined && performance.now() > deadline) return false;
+      k_step++;
+      mod.step(k_step * DT);
+    }
+    return true;
+  }
+
+  function frame(ts) {
+    const f0 = performance.now();
+    if (last_ts === null) last_ts = ts;
+    const wall_dt = Math.min(ts - last_ts, 100) / 1000;  // a hidden tab does not catch up
+    last_ts = ts;
+    let behind = false;
+    if (playing) {
+      target_s += wall_dt * speed;
+      if (!advance(target_s, f0 + FRAME_WORK_MS)) {
+        behind = true;
+        target_s = k_step * DT;  // fall behind rather than freeze: the achieved speed drops
+      }
+    }
+    render(behind);
+    const f1 = performance.now();
+    if (playing) {
+      frame_times.push(f1 - f0);
+      if (frame_times.length > 2000) frame_times.shift();
+      speed_window.push([f1, now_s]);
+      while (speed_window.length > 2 && speed_window[0][0] < f1 - 2000) speed_window.shift();
+    }
+    requestAnimationFrame(frame);
+  }
+
+  // ------------------------------------------------------------ views
+  const fmt_int = (n) => Number(n).toLocaleString("en-US");
+  function set_text(id, v) {
+    const el = $(id);
+    const s = String(v);
+    if (el.textContent !== s) el.textContent = s;
+  }
+
+  function render(behind) {
+    const st = mod.state();
+    last_state = st;
+    now_s = st.now_s;
+    for (const p of st.points) {
+      series.push(p);
+      peak_w = Math.max(peak_w, p[4]);
+    }
+    const keep = Math.ceil(CHART_S / DT) + 1;
+    if (series.length > keep) series.splice(0, series.length - keep);
+
+    set_text("now", now_s.toFixed(2));
+    const achieved = speed_window.length > 1
+      ? (speed_window.at(-1)[1] - speed_window[0][1]) / ((speed_window.at(-1)[0] - speed_window[0][0]) / 1000) : speed;
+    set_text("behind", behind || (playing && achieved < speed * 0.8 && speed_window.length > 30) ? `running at ${achieved.toFixed(0)}×` : "");
+    const s = st.stats, all = st.all;
+    set_text("rate-now", st.advice.measured ? st.advice.arrival_rate.toFixed(0) : "–");
+    set_text("requests", fmt_int(st.run.requests));
+    set_text("acquired", fmt_int(st.run.served));
+    set_text("timeouts", fmt_int(st.run.timeouts));
+    set_text("waiting", all.waiting + (all.backlog ? ` (+${all.backlog})` : ""));
+    set_text("peak-waiting", fmt_int(peak_w));
+    set_text("waited", fmt_int(s.waited));
+    $("queue-fill").style.width = Math.min(100, (all.waiting / Math.max(1, +sc["max-size"] * 4)) * 100) + "%";
+    set_text("open", s.open); set_text("idle", s.idle); set_text("in_use", s.in_use);
+    set_text("creating", s.creating); set_text("max_size", s.max_size);
+    draw_cells(st.slots, s.max_size);
+    set_text("server-conns", st.server.connections);
+    draw_db(st);
+    draw_charts();
+    draw_hist(s.wait_time);
+    show_advice(st.advice);
+
+    // The run's percentiles exactly as connpool-sim computes them: whenever paused, and
+    // while playing twice a second as long as that stays cheap.
+    const t = performance.now();
+    if (!playing ? summary === null || summary.now_ns !== st.now_ns : t - summary_at > 500 && st.run.served < 300000) {
+      summary = mod.summary();
+      summary.now_ns = st.now_ns;
+      summary_at = t;
+    }
+    if (summary && summary.now_ns === st.now_ns) {
+      set_text("p50", summary.p50_text); set_text("p99", summary.p99_text); set_text("pmax", summary.max_text);
+      set_text("exact", summary.exact ? "(exact, as connpool-sim prints it)" : "(exact over the first 8 M acquires)");
+    } else if (playing && st.run.served >= 300000) {
+      set_text("p50", "≈" + (s.wait_p50_us / 1000).toFixed(3)); set_text("p99", "≈" + (s.wait_p99_us / 1000).toFixed(3));
+      set_text("pmax", (s.wait_max_us / 1000).toFixed(3));
+      set_text("exact", "(stats(): histogram bucket edges; pause for the exact figures)");
+    }
+    if (!playing || t - cli_at > 500) show_cli(st);
+  }
+
+  let peak_w = 0;
+
+  let cells_key = "";
+  function draw_cells(slots, max_size) {
+    const key = slots + "/" + max_size;
+    if (key === cells_key) return;
+    cells_key = key;
+    // Empty cells up to max_size: the room the pool may still open.
+    let h = "";
+    let shown = 0;
+    for (const c of slots) {
+      if (c === "e") continue;
+      h += `<span class="cell ${c}"></span>`;
+      shown++;
+    }
+    for (; shown < Math.min(max_size, 400); shown++) h += '<span class="cell e"></span>';
+    $("cells").innerHTML = h;
+  }
+
+  function ctx_of(id) {
+    const c = $(id), g = c.getContext("2d");
+    g.clearRect(0, 0, c.width, c.height);
+    return [c, g];
+  }
+
+  function draw_db(st) {
+    const [c, g] = ctx_of("db-bar");
+    const sv = st.server;
+    const limit = sv.max_connections > 0 ? sv.max_connections : 0;
+    const budget = limit > 0 ? sv.budget_share * (limit - sv.reserved) : 0;
+    const want = sv.instances * (+sc["max-size"]);
+    const full = Math.max(limit, sv.connections, want, 1) * 1.1;
+    const x = (v) => (v / full) * c.width;
+    g.fillStyle = "#eceef3"; g.fillRect(0, 8, c.width, 14);
+    g.fillStyle = "#2f6fdf"; g.fillRect(0, 8, x(sv.connections), 14);
+    g.font = "10px sans-serif";
+    if (limit > 0) {
+      g.fillStyle = "#1d2330"; g.fillRect(x(limit - sv.reserved), 2, 2, 26);
+      g.fillStyle = "#d64545"; g.fillRect(x(budget), 2, 2, 26);
+      g.fillText("80 %", Math.min(x(budget) + 3, c.width - 24), 33);
+    }
+    g.fillStyle = "#8a94a8"; g.fillRect(x(want), 22, 1, 10);
+    const txt = limit > 0
+      ? `${sv.instances} instance(s) × max_size ${sc["max-size"]} = ${want}; budget 80 % × (${limit} − ${sv.reserved}) = ${Math.floor(budget)}, ${sv.budget_per_instance} per instance` + (want > budget ? " — over budget" : "")
+      : `${sv.instances} instance(s) × max_size ${sc["max-size"]} = ${want}; set max_connections to see the 80 % budget`;
+    set_text("budget-text", txt);
+    $("budget-text").style.color = limit > 0 && want > budget ? "#b00020" : "";
+  }
+
+  function draw_lines(id, lines, opts = {}) {
+    const [c, g] = ctx_of(id);
+    const L = 34, B = 16, W = c.width - L - 4, H = c.height - B - 4;
+    const t1 = series.length ? series.at(-1)[0] : 0, t0 = Math.max(0, t1 - CHART_S);
+    let ymax = opts.min_max || 1;
+    for (const ln of lines) for (const p of series) ymax = Math.max(ymax, ln.get(p));
+    ymax *= 1.08;
+    g.strokeStyle = "#e3e6ec"; g.fillStyle = "#5b6477"; g.font = "10px sans-serif"; g.lineWidth = 1;
+    for (let i = 0; i <= 4; i++) {
+      const y = 4 + H - (H * i) / 4;
+      g.beginPath(); g.moveTo(L, y); g.lineTo(L + W, y); g.stroke();
+      const v = (ymax * i) / 4;
+      g.fillText(v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2), 2, y + 3);
+    }
+    g.fillText(`${t0.toFixed(0)} s`, L, c.height - 3);
+    g.fillText(`${t1.toFixed(0)} s`, L + W - 24, c.height - 3);
+    const span = Math.max(t1 - t0, 1e-9);
+    for (const ln of lines) {
+      g.strokeStyle = ln.color; g.lineWidth = ln.width || 1.5;
+      g.beginPath();
+      let first = true;
+      for (const p of series) {
+        const v = ln.get(p);
+        if (v === null) { first = true; continue; }
+        const px = L + ((p[0] - t0) / span) * W, py = 4 + H - (v / ymax) * H;
+        if (first) { g.moveTo(px, py); first = false; } else g.lineTo(px, py);
+      }
+      g.stroke();
+    }
+  }
+
+  function draw_charts() {
+    draw_lines("chart-wait", [
+      { get: (p) => (p[7] > 0 ? p[1] : null), color: "#2f6fdf" },
+      { get: (p) => (p[7] > 0 ? p[2] : null), color: "#d64545" },
+    ], { min_max: 1 });
+    draw_lines("chart-busy", [
+      { get: (p) => p[8], color: "#8a94a8", width: 1 },
+      { get: (p) => p[3], color: "#2f6fdf" },
+      { get: (p) => p[4], color: "#e0782f" },
+    ], { min_max: 2 });
+    draw_lines("chart-timeouts", [{ get: (p) => p[5], color: "#c0392b" }], { min_max: 1 });
+  }
+
+  let hist_key = "";
+  function draw_hist(buckets) {
+    const key = buckets.join(",");
+    if (key === hist_key) return;
+    hist_key = key;
+    const [c, g] = ctx_of("chart-hist");
+    // Buckets: [0, 1) µs, then [2^(i-1), 2^i) µs; shown from the first to the last non-empty one.
+    let lo = buckets.findIndex((b) => b > 0), hi = buckets.length - 1 - [...buckets].reverse().findIndex((b) => b > 0);
+    if (lo < 0) return;
+    lo = Math.min(lo, 1); hi = Math.max(hi, lo + 8);
+    const n = hi - lo + 1, W = c.width - 8, H = c.height - 30;
+    const max = Math.log10(1 + Math.max(...buckets));
+    g.font = "10px sans-serif";
+    for (let i = lo; i <= hi; i++) {
+      const h = (Math.log10(1 + buckets[i]) / max) * H;
+      const x = 4 + ((i - lo) * W) / n;
+      g.fillStyle = i === 0 ? "#3a9d5d" : "#2f6fdf";
+      g.fillRect(x, 4 + H - h, W / n - 2, h);
+      g.fillStyle = "#5b6477";
+      if ((i - lo) % 2 === 0) g.fillText(bucket_label(i), x, c.height - 14);
+    }
+    g.fillText("count (log scale) per wait bucket; green: served at once", 4, c.height - 2);
+  }
+  function bucket_label(i) {
+    if (i === 0) return "0";
+    const us = 2 ** i;
+    return us < 1000 ? us + "µs" : us < 1e6 ? +(us / 1000).toPrecision(2) + "ms" : +(us / 1e6).toPrecision(2) + "s";
+  }
+
+  function show_advice(a) {
+    set_text("advice-size", a.measured ? a.max_size : "–");
+    set_text("advice-why", a.reason || "measuring…");
+    set_text("advice-little", a.measured
+      ? `Little's law: busy = arrival_rate ${a.arrival_rate.toFixed(1)}/s × mean hold ${(a.mean_hold_us / 1000).toFixed(2)} ms = ${a.busy.toFixed(2)}; Erlang C gives the smallest max_size with P(wait > ${(a.target_wait_us / 1000).toFixed(2)} ms) ≤ 1 %` +
+        (a.budget_per_instance ? `; budget headroom ${a.budget_headroom}` : "")
+      : "");
+    $("apply-advice").disabled = !a.measured || a.max_size === +sc["max-size"];
+  }
+
+  let cli_at = 0;
+  function show_cli(st) {
+    cli_at = performance.now();
+    const a = args().map((x) => (/^[\w.:,+-]+$/.test(x) ? x : `'${x}'`));
+    set_text("cli", `connpool-sim ${a.join(" ")} --duration ${st.now_ns}ns`);
+    set_text("live-note", live_changes.length
+      ? `this run had live changes (${live_changes.slice(-3).join("; ")}); the command runs today's settings from t = 0.`
+      : "");
+  }
+
+  function snippet() {
+    const o = [];
+    o.push(`    .min_idle = ${sc["min-idle"]},`);
+    o.push(`    .max_size = ${sc["max-size"]},`);
+    o.push(`    .max_lifetime = std::chrono::milliseconds(${duration_ms(sc["max-lifetime"])}),`);
+    o.push(`    .acquire_timeout = std::chrono::milliseconds(${duration_ms(sc["acquire-timeout"])}),`);
+    o.push(`    .validation = connpool::validation_mode::${sc.validation},`);
+    o.push(`    .reset_on_return = ${sc["reset-on-return"] !== "0"},`);
+    o.push(`    .handoff = connpool::handoff_policy::${sc.handoff},`);
+    let s = `connpool::options opts{\n${o.join("\n")}\n};`;
+    if (sc.tenants) {
+      sc.tenants.split(",").forEach((t, i) => {
+        const [, w, q] = t.split(":");
+        s += `\npool.add_tenant(connpool::tenant_id{${i + 1}}, {.quota = ${q || 0}, .weight = ${w}});`;
+      });
+    }
+    return s;
+  }
+
+  function scenario_changed() {
+    history.replaceState(null, "", query());
+    $("link").href = query();
+    set_text("snippet", snippet());
+    summary = null;
+    cli_at = 0;
+  }
+
+  // ------------------------------------------------------------ the sweep
+  let sweep_result = null;
+  function draw_sweep() {
+    const [c, g] = ctx_of("chart-sweep");
+    if (!sweep_result) return;
+    const rows = sweep_result.rows;
+    const L = 40, B = 18, W = c.width - L - 6, H = c.height - B - 6;
+    const target = sweep_result.target_p99_ms;
+    const ymax = Math.max(target * 2, ...rows.map((r) => r.p99)) * 1.05;
+    const ylog = (v) => Math.log10(1 + v) / Math.log10(1 + ymax);
+    const x = (n) => L + ((n - rows[0].max_size) / Math.max(1, rows.at(-1).max_size - rows[0].max_size)) * W;
+    const y = (v) => 6 + H - ylog(v) * H;
+    g.font = "10px sans-serif"; g.fillStyle = "#5b6477";
+    for (const v of [0, target, ymax / 10, ymax]) g.fillText(v.toFixed(v < 10 ? 2 : 0), 2, y(v) + 3);
+    g.strokeStyle = "#d64545"; g.setLineDash([4, 3]);
+    g.beginPath(); g.moveTo(L, y(target)); g.lineTo(L + W, y(target)); g.stroke();
+    g.setLineDash([]);
+    if (sweep_result.budget_limit !== null) {
+      g.fillStyle = "rgba(214,69,69,.08)";
+      g.fillRect(x(sweep_result.budget_limit + 0.5), 6, L + W - x(sweep_result.budget_limit + 0.5), H);
+    }
+    for (const [key, color] of [["p50", "#2f6fdf"], ["p99", "#d64545"]]) {
+      g.strokeStyle = color; g.lineWidth = 1.5; g.beginPath();
+      rows.forEach((r, i) => (i ? g.lineTo(x(r.max_size), y(r[key])) : g.moveTo(x(r.max_size), y(r[key]))));
+      g.stroke();
+    }
+    g.fillStyle = "#5b6477";
+    for (const r of rows) {
+      if (rows.length <= 20 || r.max_size % 2 === 0) g.fillText(r.max_size, x(r.max_size) - 3, c.height - 4);
+      if (r.timeouts > 0) { g.fillStyle = "#c0392b"; g.fillRect(x(r.max_size) - 2, 6, 4, 4); g.fillStyle = "#5b6477"; }
+    }
+    const best = sweep_result.smallest_meeting;
+    if (best !== null) {
+      const r = rows.find((q) => q.max_size === best);
+      g.fillStyle = "#3a9d5d"; g.beginPath(); g.arc(x(best), y(r.p99), 4, 0, 7); g.fill();
+    }
+  }
+
+  $("sweep").onclick = () => {
+    const hi = Math.min(40, Math.max(12, 2 * +sc["max-size"]));
+    set_text("sweep-text", "running…");
+    setTimeout(() => {
+      try {
+        const t0 = performance.now();
+        sweep_result = mod.sweep(args(), 1, hi, 20);
+        const best = sweep_result.smallest_meeting;
+        set_text("sweep-text", (best !== null ? `smallest max_size meeting p99 ≤ ${sweep_result.target_p99_ms} ms without timeouts: ${best}` : "the target is not met in 1.." + hi) +
+          (sweep_result.budget_limit !== null ? `; budget allows ≤ ${sweep_result.budget_limit}` : "") +
+          ` (${((performance.now() - t0) / 1000).toFixed(1)} s; connpool-sim ${args().join(" ")} --sweep 1:${hi} --sweep-duration 20s)`);
+      } catch (e) {
+        set_text("sweep-text", e.message);
+        start();
+      }
+      draw_sweep();
+    }, 20);
+  };
+
+  // ------------------------------------------------------------ wiring
+  for (const el of document.querySelectorAll("#controls input, #controls select")) {
+    if (el.id === "speed" || el.id === "burst-n") continue;
+    el.addEventListener("change", on_control);
+  }
+  $("hold-kind").addEventListener("change", () => show_scenario());
+  $("speed").addEventListener("input", () => {
+    speed = Math.round(10 ** +$("speed").value);
+    set_text("speed-text", speed + "×");
+    speed_window = [];
+    history.replaceState(null, "", query());
+  });
+  $("play").onclick = () => { playing = true; last_ts = null; speed_window = []; };
+  $("pause").onclick = () => { playing = false; target_s = k_step * DT; };
+  $("step").onclick = () => { playing = false; target_s = (k_step + 2) * DT; advance(target_s); };
+  $("restart").onclick = () => start();
+  $("burst").onclick = () => {
+    const n = Math.max(1, Math.round(+$("burst-n").value));
+    const t = mod.burst(n);
+    sc.bursts = (sc.bursts ? sc.bursts + "," : "") + `${t.toFixed(3)}:${n}`;
+    scenario_changed();
+  };
+  $("apply-advice").onclick = () => {
+    if (!last_state || !last_state.advice.measured) return;
+    $("max-size").value = last_state.advice.max_size;
+    on_control();
+  };
+
+  // For the browser test (tools/sim/web/test_page.js) and anyone at the console.
+  window.connpool_sim = {
+    module: mod,
+    scenario: sc,
+    state: () => last_state,
+    summary: () => mod.summary(),
+    playing: () => playing,
+    series: () => series,
+    frame_stats() {
+      const f = [...frame_times].sort((a, b) => a - b);
+      const achieved = speed_window.length > 1
+        ? (speed_window.at(-1)[1] - speed_window[0][1]) / ((speed_window.at(-1)[0] - speed_window[0][0]) / 1000) : 0;
+      return { frames: f.length, mean_ms: f.reduce((a, b) => a + b, 0) / Math.max(1, f.length),
+               p95_ms: f[Math.floor(f.length * 0.95)] || 0, max_ms: f.at(-1) || 0, speed, achieved_speed: achieved };
+    },
+    reset_frame_stats() { frame_times.length = 0; speed_window = []; },
+  };
+
+  show_scenario();
+  start();
+  requestAnimationFrame(frame);
+})();
