@@ -17,6 +17,7 @@ if [ -z "$chromium" ]; then echo "SKIP: no chromium (apt-get install chromium)";
 if ! command -v npm >/dev/null; then echo "SKIP: no npm"; exit 77; fi
 
 mkdir -p "$work"
+work=$(cd "$work" && pwd)  # npm runs in it
 # npm ci only when the lock file changed: a warm build tree runs in seconds.
 if ! cmp -s "$here/package-lock.json" "$work/package-lock.json" || [ ! -d "$work/node_modules/puppeteer-core" ]; then
     cp "$here/package.json" "$here/package-lock.json" "$work/"
