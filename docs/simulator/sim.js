@@ -117,6 +117,7 @@
 
   // A control changed: live where the library has a setter, else a restart.
   function on_control() {
+    const prev = Object.assign({}, sc);
     const want = read_controls();
     let restart = false;
     const live = [];
@@ -128,14 +129,18 @@
       sc[k] = v;
     }
     $("error").textContent = "";
-    if (restart) return start();
+    if (restart) return start(prev);
     for (const [k, v] of live) {
       try {
         if (!mod.set(k, v)) throw new Error("cannot change " + k + " live");
         live_changes.push(`${k}=${v} at ${now_s.toFixed(2)} s`);
       } catch (e) {
-        $("error").textContent = e.message;
-        return start();
+        // The module threw (and was reloaded): back to the settings that ran, from t = 0.
+        Object.assign(sc, prev);
+        show_scenario();
+        start();
+        $("error").textContent = e.message + " (not applied; the run restarted)";
+        return;
       }
     }
     scenario_changed();
@@ -149,14 +154,17 @@
   const frame_times = [];
   let speed_window = [];         // [wall ms, virtual s] for the achieved speed
 
-  function start() {
+  // Starts the run from t = 0. If the scenario does not run, back to prev (the settings
+  // before the change that broke it), else to the preset.
+  function start(prev) {
     try {
       mod.start(args());
     } catch (e) {
-      $("error").textContent = "this scenario does not run: " + e.message + " (back to the defaults)";
-      for (const k of Object.keys(defaults)) sc[k] = k in PRESET ? PRESET[k] : defaults[k];
+      Object.assign(sc, prev || Object.fromEntries(Object.keys(defaults).map((k) => [k, k in PRESET ? PRESET[k] : defaults[k]])));
       mod.start(args());
       show_scenario();
+      scenario_changed();
+      $("error").textContent = "this scenario does not run: " + e.message + (prev ? " (not applied)" : " (back to the preset)");
     }
     k_step = 0; now_s = 0; target_s = 0; series = []; live_changes = []; summary = null; peak_w = 0;
     sweep_result = null;
