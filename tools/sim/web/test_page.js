@@ -12,10 +12,12 @@
 // 4. raises max_size to 12 during a larger burst and checks that waiting reaches 0 within
 //    two simulated seconds;
 // 5. takes a screenshot;
-// 6. measures the frame time at 100x with 5,000 requests/s and reports it.
+// 6. measures the frame time at 100x with 5,000 requests/s and reports it (also in
+//    WORK/report.json, with the command line and both sets of figures).
 "use strict";
 
 const { execFileSync } = require("child_process");
+const fs = require("fs");
 const path = require("path");
 const puppeteer = require("puppeteer-core");
 
@@ -35,6 +37,7 @@ const work = path.resolve(arg("work"));
 const screenshot = path.resolve(arg("screenshot", path.join(work, "screenshot.png")));
 
 let failures = 0;
+const report = {};  // written to WORK/report.json: what a passing run measured
 function check(ok, what) {
   console.log((ok ? "ok   " : "FAIL ") + what);
   if (!ok) failures++;
@@ -115,6 +118,7 @@ async function set_input(page, id, value) {
     const out = execFileSync(sim, cli_args, { encoding: "utf8" });
     const m = /wait ms: p50 ([0-9.]+)\s+p99 ([0-9.]+)\s+max ([0-9.]+)/.exec(out);
     console.log("     connpool-sim: " + (m ? `p50 ${m[1]}, p99 ${m[2]}, max ${m[3]}` : out));
+    report.equality = { command: shown.cli, page: shown, connpool_sim: m && { p50: m[1], p99: m[2], max: m[3] } };
     check(m && m[2] === shown.p99, `p99: page ${shown.p99} ms = connpool-sim ${m && m[2]} ms`);
     check(m && m[1] === shown.p50 && m[3] === shown.max, `p50 and max match too (${shown.p50}, ${shown.max})`);
     const wasm_run = await page.evaluate((a) => window.connpool_sim.module.run(a).p99_text, cli_args);
@@ -155,6 +159,7 @@ async function set_input(page, id, value) {
     const f = await page.evaluate(() => window.connpool_sim.frame_stats());
     const vt = await page.evaluate(() => window.connpool_sim.state());
     console.log(`     frame time at ${f.speed}x, 5,000 req/s: mean ${f.mean_ms.toFixed(2)} ms, p95 ${f.p95_ms.toFixed(2)} ms, max ${f.max_ms.toFixed(2)} ms over ${f.frames} frames; achieved ${f.achieved_speed.toFixed(0)}x (virtual t = ${vt.now_s.toFixed(1)} s, ${vt.run.requests} requests)`);
+    report.frame_budget = Object.assign({ rate: 5000, virtual_s: vt.now_s, requests: vt.run.requests }, f);
     check(f.frames >= 100, `frames were drawn (${f.frames} in 4 s)`);
     check(f.p95_ms <= 16, `p95 frame time ${f.p95_ms.toFixed(2)} ms is within the 16 ms budget`);
     check(f.achieved_speed >= 50, `the run keeps up: ${f.achieved_speed.toFixed(0)}x of 100x`);
@@ -162,6 +167,8 @@ async function set_input(page, id, value) {
     check(errors.length === 0, "no errors in the page" + (errors.length ? ": " + errors.join("; ") : ""));
   } finally {
     await browser.close();
+    report.failures = failures;
+    fs.writeFileSync(path.join(work, "report.json"), JSON.stringify(report, null, 2) + "\n");
   }
   console.log(failures ? `${failures} check(s) failed` : "all checks passed");
   process.exit(failures ? 1 : 0);
