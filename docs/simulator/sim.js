@@ -493,6 +493,7 @@
       try {
         const t0 = performance.now();
         sweep_result = mod.sweep(args(), 1, hi, 20);
+        sweep_result.args = [...args(), "--sweep", `1:${hi}`, "--sweep-duration", "20s"];
         const best = sweep_result.smallest_meeting;
         set_text("sweep-text", (best !== null ? `smallest max_size meeting p99 ≤ ${sweep_result.target_p99_ms} ms without timeouts: ${best}` : "the target is not met in 1.." + hi) +
           (sweep_result.budget_limit !== null ? `; budget allows ≤ ${sweep_result.budget_limit}` : "") +
@@ -541,6 +542,7 @@
     summary: () => mod.summary(),
     playing: () => playing,
     series: () => series,
+    sweep: () => sweep_result,
     frame_stats() {
       const f = [...frame_times].sort((a, b) => a - b);
       const achieved = speed_window.length > 1
