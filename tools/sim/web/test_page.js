@@ -122,6 +122,19 @@ async function set_input(page, id, value) {
     report.equality = { command: shown.cli, page: shown, connpool_sim: m && { p50: m[1], p99: m[2], max: m[3] } };
     check(m && m[2] === shown.p99, `p99: page ${shown.p99} ms = connpool-sim ${m && m[2]} ms`);
     check(m && m[1] === shown.p50 && m[3] === shown.max, `p50 and max match too (${shown.p50}, ${shown.max})`);
+    // The options snippet is C++ that compiles (when a compiler is at hand).
+    const snippet = (await page.$eval("#snippet", (e) => e.textContent)).split("\npool.")[0];
+    const cxx = process.env.CXX || "c++";
+    const tu = path.join(work, "snippet.cpp");
+    fs.writeFileSync(tu, "#include <connpool/options.hpp>\n#include <chrono>\nint main() {\n" + snippet + "\n    connpool::validate(opts);\n}\n");
+    let compiled = null;
+    try {
+      execFileSync(cxx, ["-std=c++20", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-I", path.join(path.dirname(page_file), "../../include"), tu], { stdio: "pipe" });
+      compiled = true;
+    } catch (e) {
+      compiled = e.code === "ENOENT" ? null : (e.stderr || "").toString();
+    }
+    if (compiled !== null) check(compiled === true, "the options snippet compiles" + (compiled === true ? "" : ": " + compiled));
     const wasm_run = await page.evaluate((a) => window.connpool_sim.module.run(a).p99_text, cli_args);
     check(wasm_run === shown.p99, `the module's own whole run of that command line agrees (${wasm_run})`);
 
