@@ -14,7 +14,6 @@
   // (about a millisecond), else the histogram's; paused, always.
   const EXACT_WHILE_PLAYING = 50000;
   const LIVE = new Set(["rate", "hold", "connect-time", "max-size", "min-idle", "target-p99", "tenants"]);
-  const PAGE_KEYS = new Set(["speed"]);
   const PRESET = { rate: "400", hold: "exp:10ms", "max-size": "6" };  // an empty query string
 
   let mod;

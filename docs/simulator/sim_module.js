@@ -8,7 +8,7 @@
 
 (function (root) {
   function wasi_shim(get_memory) {
-    const ENOSYS = 52, EBADF = 8;
+    const EBADF = 8;
     const view = () => new DataView(get_memory().buffer);
     let line = "";
     return {
@@ -43,7 +43,6 @@
         return 0;
       },
       proc_exit(code) { throw new Error("connpool-sim module exited with " + code); },
-      _unused: ENOSYS,
     };
   }
 
@@ -63,20 +62,11 @@
     static async load() {
       const m = new sim_module();
       m.module = await WebAssembly.compile(wasm_bytes());
-      await m.instantiate();
+      m.instantiate();
       return m;
     }
-    async instantiate() {
-      let memory = null;
-      const inst = await WebAssembly.instantiate(this.module, {
-        wasi_snapshot_preview1: wasi_shim(() => memory),
-      });
-      memory = inst.exports.memory;
-      inst.exports._initialize();
-      this.x = inst.exports;
-      this.mem = memory;
-    }
-    instantiate_sync() {
+    // A compiled module instantiates synchronously, also after a trap, in the middle of a call.
+    instantiate() {
       let memory = null;
       const inst = new WebAssembly.Instance(this.module, { wasi_snapshot_preview1: wasi_shim(() => memory) });
       memory = inst.exports.memory;
@@ -100,7 +90,7 @@
         if (!(e instanceof WebAssembly.RuntimeError)) throw e;
         let msg = "the module trapped";
         try { this.x.sim_last_error(); msg = this.out() || msg; } catch (_) { /* keep the generic message */ }
-        this.instantiate_sync();
+        this.instantiate();
         this.running = false;
         throw new Error(msg);
       }
