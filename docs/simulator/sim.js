@@ -13,7 +13,8 @@
   // The exact percentiles sort every wait of the run: while playing, only up to this many
   // (about a millisecond), else the histogram's; paused, always.
   const EXACT_WHILE_PLAYING = 50000;
-  const LIVE = new Set(["rate", "hold", "connect-time", "max-size", "min-idle", "target-p99", "tenants"]);
+  const LIVE = new Set(["rate", "hold", "connect-time", "max-size", "min-idle", "target-p99", "tenants",
+                        "acquire-timeout", "max-connections", "reserved"]);
   const PRESET = { rate: "400", hold: "exp:10ms", "max-size": "6" };  // an empty query string
 
   let mod;

@@ -61,6 +61,11 @@ public:
     void set_hold(hold_model h) { cfg_.hold = std::move(h); }
     void set_connect_time(hold_model h) { cfg_.connect_time = std::move(h); }
     void set_tenant(std::size_t i, const tenant_mix& t);
+    // Acquires from now on wait this long, as callers of pool::acquire_for(timeout) would;
+    // the pool itself keeps no timeout (its state machine only sees each waiter's deadline).
+    void set_acquire_timeout(std::chrono::milliseconds t);
+    // The simulated server's limit: what later connects are judged against.
+    void set_server(std::size_t max_connections, std::size_t reserved);
 
     // What a view draws: the state machines (slots, waiters, stats()) and the server.
     const config& cfg() const noexcept { return cfg_; }

@@ -215,6 +215,20 @@ inline void engine::set_tenant(std::size_t i, const tenant_mix& t) {
     pick_tenants_by_share();
 }
 
+inline void engine::set_acquire_timeout(std::chrono::milliseconds t) {
+    options o = cfg_.pool;
+    o.acquire_timeout = t;
+    validate(o);
+    cfg_.pool.acquire_timeout = t;
+}
+
+inline void engine::set_server(std::size_t max_connections, std::size_t reserved) {
+    cfg_.max_connections = max_connections;
+    cfg_.reserved = reserved;
+    cfg_.advice.max_connections = max_connections;
+    cfg_.advice.reserved = reserved;
+}
+
 inline void engine::pick_tenants_by_share() {
     std::vector<double> shares;
     for (const auto& t : cfg_.tenants) shares.push_back(std::max(t.share, 0.0));

@@ -341,7 +341,15 @@ __attribute__((export_name("sim_set"))) int sim_set() {
     else if (k == "rate") e.set_rate(std::stod(v));
     else if (k == "hold") e.set_hold(sim::parse_hold(v));
     else if (k == "connect-time") e.set_connect_time(sim::parse_hold(v));
-    else if (k == "tenants") {
+    else if (k == "acquire-timeout") e.set_acquire_timeout(sim::to_ms(v));
+    else if (k == "max-connections" || k == "reserved") {
+        const std::size_t n = sim::to_size(v);
+        e.set_server(k == "reserved" ? e.cfg().max_connections : n, k == "reserved" ? n : e.cfg().reserved);
+        connpool::advice_target t = run->adv.target();  // the advisor's budget follows
+        t.max_connections = e.cfg().max_connections;
+        t.reserved = e.cfg().reserved;
+        run->adv = connpool::advisor(t);
+    } else if (k == "tenants") {
         const auto ts = sim::parse_tenants(v);
         if (ts.size() != e.cfg().tenants.size()) return 1;  // adding or removing tenants restarts
         for (std::size_t i = 0; i < ts.size(); ++i) e.set_tenant(i, ts[i]);
