@@ -13,7 +13,8 @@
 //    two simulated seconds;
 // 5. takes a screenshot;
 // 6. measures the frame time at 100x with 5,000 requests/s and reports it (also in
-//    WORK/report.json, with the command line and both sets of figures).
+//    WORK/report.json, with the command line and both sets of figures);
+// 7. checks that a setting the pool rejects shows the pool's message.
 "use strict";
 
 const { execFileSync } = require("child_process");
@@ -198,6 +199,15 @@ async function set_input(page, id, value) {
     const budget_ok = f.p95_ms <= 16 && f.achieved_speed >= 50;
     check(budget_ok || starved, `p95 frame time ${f.p95_ms.toFixed(2)} ms within the 16 ms budget, ${f.achieved_speed.toFixed(0)}x of 100x achieved` +
           (!budget_ok && starved ? ` (NOT MET, not failed: load average ${f.load_average.toFixed(1)} on ${os.cpus().length} cores)` : ""));
+
+    // 7. A change the pool rejects: its message is shown, and the run goes on.
+    await set_input(page, "min-idle", 99);
+    await page.waitForFunction(() => document.getElementById("error").textContent !== "", { timeout: 5000 }).catch(() => {});
+    const rejected = await page.$eval("#error", (e) => e.textContent);
+    const t_after = await page.evaluate(() => window.connpool_sim.state().now_s);
+    await new Promise((r) => setTimeout(r, 500));
+    const t_later = await page.evaluate(() => window.connpool_sim.state().now_s);
+    check(/min_idle = 99/.test(rejected) && t_later > t_after, `min_idle 99 over max_size 12 is refused with the pool's message ("${rejected}") and the run goes on`);
 
     check(errors.length === 0, "no errors in the page" + (errors.length ? ": " + errors.join("; ") : ""));
   } finally {
