@@ -364,7 +364,7 @@
         const best = sweep_result.smallest_meeting;
         set_text("sweep-text", (best !== null ? `smallest max_size meeting p99 ≤ ${sweep_result.target_p99_ms} ms without timeouts: ${best}` : "the target is not met in 1.." + hi) +
           (sweep_result.budget_limit !== null ? `; budget allows ≤ ${sweep_result.budget_limit}` : "") +
-          ` (${((performance.now() - t0) / 1000).toFixed(1)} s; connpool-sim ${args().join(" ")} --sweep 1:${hi} --sweep-duration 20s)`);
+          ` (${(performance.now() - t0).toFixed(0)} ms in the page; connpool-sim ${args().join(" ")} --sweep 1:${hi} --sweep-duration 20s)`);
       } catch (e) {
         set_text("sweep-text", e.message);
         start();
