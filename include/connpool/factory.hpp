@@ -2,6 +2,7 @@
 #ifndef CONNPOOL_FACTORY_HPP
 #define CONNPOOL_FACTORY_HPP
 
+#include <connpool/connect_request.hpp>
 #include <connpool/error.hpp>
 #include <connpool/label.hpp>
 
@@ -15,14 +16,6 @@
 namespace connpool {
 
 namespace asio = boost::asio;
-
-// What the pool asks of a connect.
-struct connect_request {
-    // The connect must give up after this long (options::connect_timeout).
-    std::chrono::milliseconds timeout{};
-    // Consecutive failed connects before this one: 0 on a healthy pool.
-    unsigned attempt = 0;
-};
 
 // The completion handler of an optional async_connect: the error (empty on success)
 // and the connection (engaged on success).

@@ -2,13 +2,14 @@
 #ifndef CONNPOOL_STATS_HPP
 #define CONNPOOL_STATS_HPP
 
+#include <connpool/detail/thread_id.hpp>
+
 #include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <source_location>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace connpool {
@@ -150,7 +151,7 @@ struct pool_stats {
 struct lease_info {
     std::source_location location;      // where acquire was called
     std::chrono::nanoseconds held_for{};  // how long it has been held (coarse clock)
-    std::thread::id thread;              // the thread that acquired it
+    thread_id thread{};                  // the thread that acquired it
 };
 
 // "file.cpp:88 (function)": how the library names a call site in its messages.

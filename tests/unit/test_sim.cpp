@@ -1,4 +1,4 @@
-// connpool-sim's engine (bench/sim/): the real pool state machine against workload models
+// connpool-sim's engine (tools/sim/): the real pool state machine against workload models
 // in virtual time, checked against answers known from queueing theory and from the
 // pool's own rules. Every run is seeded, so each assertion is about one fixed schedule.
 #include "connpool_catch.hpp"
@@ -183,4 +183,47 @@ TEST_CASE("the command line rejects what it does not know, naming it", "[sim][cl
     CHECK(c.cfg.pool.max_size == 7);
     CHECK(c.cfg.arrivals.rate_at(61) == 200);
     CHECK(c.cfg.outage_length == 2s);
+}
+
+// The browser simulator steps the engine frame by frame and adds bursts live; its figures
+// must be the command line's for the same scenario (tools/sim/web/, label web).
+TEST_CASE("a run stepped in uneven pieces, with a burst added live, equals run() with that burst", "[sim][stepping]") {
+    auto c = workload(40, "fixed:25ms", 5, 20s);
+    c.warmup = {};
+    sim::engine live(c);
+    live.begin();
+    live.advance_to(live.at(0.0137));
+    for (double t = 0.05; t < 4.3; t += 0.0731) live.advance_to(live.at(t));
+    const double burst_at = live.add_burst(60);
+    CHECK(burst_at > 4.2);
+    CHECK(burst_at * 1000 == Approx(std::round(burst_at * 1000)));  // a whole millisecond
+    for (double t = 4.3; t < 20; t += 0.05) live.advance_to(live.at(t));
+    live.advance_to(live.at(20.0));
+    const auto stepped = live.summary();
+
+    c.arrivals.bursts = {{burst_at, 60}};
+    const auto whole = sim::engine(c).run();
+    CHECK(stepped.requests == whole.requests);
+    CHECK(stepped.served == whole.served);
+    CHECK(stepped.timeouts == whole.timeouts);
+    CHECK(stepped.wait_p50_ms == whole.wait_p50_ms);
+    CHECK(stepped.wait_p99_ms == whole.wait_p99_ms);
+    CHECK(stepped.wait_max_ms == whole.wait_max_ms);
+    CHECK(whole.wait_p99_ms > 100);  // the burst queued: the comparison is about something
+}
+
+TEST_CASE("two tenants share the pool by weight and a quota caps one of them", "[sim][tenants]") {
+    const auto cl = sim::parse_cli({"--rate", "2000", "--hold", "exp:5ms", "--max-size", "6", "--duration", "20s",
+                                    "--tenants", "1:1:0,1:3:2"});
+    REQUIRE(cl.cfg.tenants.size() == 2);
+    CHECK(cl.cfg.tenants[1].opts.weight == 3);
+    CHECK(cl.cfg.tenants[1].opts.quota == 2);
+    const auto r = sim::engine(cl.cfg).run();
+    const auto& ts = r.final_stats.tenants;
+    REQUIRE(ts.size() == 3);  // the default tenant, then 1 and 2
+    // Equal shares of the traffic, but tenant 2 holds at most 2 connections: it is served
+    // less often than tenant 1 however heavy its weight.
+    CHECK(ts[1].acquired > ts[2].acquired);
+    CHECK(ts[2].held <= 2);
+    CHECK_THROWS_WITH(sim::parse_cli({"--tenants", "1"}), Catch::Matchers::Contains("SHARE:WEIGHT"));
 }

@@ -7,7 +7,7 @@
 #include <connpool/detail/clock.hpp>
 #include <connpool/detail/decisions.hpp>
 #include <connpool/error.hpp>
-#include <connpool/factory.hpp>
+#include <connpool/connect_request.hpp>
 #include <connpool/options.hpp>
 
 #include <chrono>

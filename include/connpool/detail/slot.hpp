@@ -5,6 +5,7 @@
 
 #include <connpool/detail/clock.hpp>
 #include <connpool/detail/histogram.hpp>
+#include <connpool/detail/thread_id.hpp>
 #include <connpool/label.hpp>
 
 #include <array>
@@ -13,7 +14,6 @@
 #include <cstdint>
 #include <optional>
 #include <source_location>
-#include <thread>
 
 namespace connpool::detail {
 
@@ -119,7 +119,7 @@ struct alignas(64) slot_base {
     std::atomic<time_point> timed_since{};  // a sampled lease's precise start (use_time), else {}
     std::atomic<std::uint64_t> recency{0};  // recency_of() the last return: LIFO order
     std::atomic<std::source_location> site{};
-    std::atomic<std::thread::id> holder{};
+    std::atomic<thread_id> holder{};
     std::atomic<std::uint64_t> acquires{0};  // written only by the holder
 
     waiter_base* validating_for = nullptr;  // while pinging: the waiter it is meant for (pool's lock)

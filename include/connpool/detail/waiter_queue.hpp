@@ -5,12 +5,12 @@
 #define CONNPOOL_DETAIL_WAITER_QUEUE_HPP
 
 #include <connpool/detail/clock.hpp>
+#include <connpool/detail/thread_id.hpp>
 #include <connpool/error.hpp>
 
 #include <cstddef>
 #include <cstdint>
 #include <source_location>
-#include <thread>
 
 namespace connpool::detail {
 
@@ -47,7 +47,7 @@ struct waiter_base {
     time_point deadline = time_point::max();
     time_point enqueued_at{};
     std::source_location site{};
-    std::thread::id thread{};  // the caller's thread: the lease's holder, whoever completes it
+    thread_id thread{};  // the caller's thread: the lease's holder, whoever completes it
 
     // Tenants (only while the pool has some): the id the caller named, the record it was
     // admitted under, and its links in that tenant's FIFO sub-queue.

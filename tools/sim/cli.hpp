@@ -1,13 +1,13 @@
 // connpool-sim's command line: --key value (or --key=value) flags, and --config FILE with
 // the same keys as "key = value" lines (# starts a comment). Later settings win.
-#ifndef CONNPOOL_BENCH_SIM_CLI_HPP
-#define CONNPOOL_BENCH_SIM_CLI_HPP
+#ifndef CONNPOOL_TOOLS_SIM_CLI_HPP
+#define CONNPOOL_TOOLS_SIM_CLI_HPP
 
 #include "model.hpp"
 #include "sweep.hpp"
 
-#include <fstream>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -34,6 +34,7 @@ workload   --rate R | T:R,T:R...   requests/s across all instances (a curve: sec
            --duration 1h  --warmup 0s  --seed 1
            --threads N             application threads per instance (0: one per request)
            --nested Cm             connections each request holds at once
+           --tenants S:W[:Q],...   tenants 1, 2...: share of the requests, weight, quota
 server     --instances N  --max-connections N  --reserved N
            --connect-time fixed:5ms  --connect-failure 0.01  --ping-time 200us  --reset-time 0
            --outage START:LENGTH   e.g. 600s:30s, every backend dies and connects are refused
@@ -56,9 +57,24 @@ inline std::chrono::milliseconds to_ms(const std::string& v) {
 
 inline void apply(cli& c, const std::string& key, const std::string& v);
 
+// "3:1:0,1:3:2": per tenant SHARE:WEIGHT[:QUOTA], tenant ids 1, 2, ... in that order.
+inline std::vector<tenant_mix> parse_tenants(const std::string& text) {
+    std::vector<tenant_mix> out;
+    for (const auto& t : split(text, ',')) {
+        const auto p = split(t, ':');
+        if (p.size() < 2 || p.size() > 3) throw std::invalid_argument("--tenants wants SHARE:WEIGHT[:QUOTA],..., got '" + t + "'");
+        tenant_mix m;
+        m.share = std::stod(p[0]);
+        m.opts.weight = static_cast<std::uint32_t>(std::stoul(p[1]));
+        if (p.size() > 2) m.opts.quota = to_size(p[2]);
+        if (!(m.share >= 0)) throw std::invalid_argument("--tenants: a share must be >= 0, got '" + p[0] + "'");
+        out.push_back(m);
+    }
+    return out;
+}
+
 inline void read_config(cli& c, const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw std::invalid_argument("cannot read config '" + path + "'");
+    std::istringstream in(read_text_file(path, "config"));
     std::string line;
     for (int n = 0; n < 10000 && std::getline(in, line); ++n) {
         if (auto h = line.find('#'); h != std::string::npos) line.erase(h);
@@ -93,6 +109,7 @@ inline void apply(cli& c, const std::string& key, const std::string& v) {
     else if (key == "connect-failure") c.cfg.connect_failure = std::stod(v);
     else if (key == "ping-time") c.cfg.ping_time = parse_duration(v);
     else if (key == "reset-time") c.cfg.reset_time = parse_duration(v);
+    else if (key == "tenants") c.cfg.tenants = parse_tenants(v);
     else if (key == "wake-latency") c.cfg.wake_latency = parse_hold(v);
     else if (key == "outage") {
         const auto p = split(v, ':');
@@ -185,4 +202,4 @@ inline cli parse_cli(const std::vector<std::string>& args) {
 
 }  // namespace connpool::sim
 
-#endif  // CONNPOOL_BENCH_SIM_CLI_HPP
+#endif  // CONNPOOL_TOOLS_SIM_CLI_HPP

@@ -1,8 +1,10 @@
 // connpool-sim: the workload model. Arrivals (Poisson over a piecewise-constant rate curve,
 // plus bursts), hold times (fixed, exponential, log-normal, or replayed from a
 // duration_histogram that stats() exported), and the text forms they are read from.
-#ifndef CONNPOOL_BENCH_SIM_WORKLOAD_HPP
-#define CONNPOOL_BENCH_SIM_WORKLOAD_HPP
+#ifndef CONNPOOL_TOOLS_SIM_WORKLOAD_HPP
+#define CONNPOOL_TOOLS_SIM_WORKLOAD_HPP
+
+#include "files.hpp"
 
 #include <connpool/stats.hpp>
 
@@ -10,7 +12,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <fstream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -103,11 +104,7 @@ struct hold_model {
 // The bucket counts of a duration_histogram: a file holding the JSON that stats() was
 // exported as (the first "buckets": [...] array) or just the numbers.
 inline std::vector<double> read_histogram_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw std::invalid_argument("cannot read hold histogram '" + path + "'");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string text = ss.str();
+    std::string text = read_text_file(path, "hold histogram");
     if (auto at = text.find("\"buckets\""); at != std::string::npos) {
         const auto open = text.find('[', at), close = text.find(']', at);
         if (open == std::string::npos || close == std::string::npos) throw std::invalid_argument("bad buckets in " + path);
@@ -221,4 +218,4 @@ inline std::vector<arrival_model::burst> parse_bursts(const std::string& text) {
 
 }  // namespace connpool::sim
 
-#endif  // CONNPOOL_BENCH_SIM_WORKLOAD_HPP
+#endif  // CONNPOOL_TOOLS_SIM_WORKLOAD_HPP

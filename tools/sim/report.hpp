@@ -1,7 +1,7 @@
 // connpool-sim's outputs: a table for the terminal, JSON, and a self-contained HTML report
 // whose charts are inline SVG.
-#ifndef CONNPOOL_BENCH_SIM_REPORT_HPP
-#define CONNPOOL_BENCH_SIM_REPORT_HPP
+#ifndef CONNPOOL_TOOLS_SIM_REPORT_HPP
+#define CONNPOOL_TOOLS_SIM_REPORT_HPP
 
 #include "sweep.hpp"
 #include "svg.hpp"
@@ -210,4 +210,4 @@ inline void print_html(std::ostream& o, const report& rp) {
 
 }  // namespace connpool::sim
 
-#endif  // CONNPOOL_BENCH_SIM_REPORT_HPP
+#endif  // CONNPOOL_TOOLS_SIM_REPORT_HPP

@@ -1,6 +1,6 @@
 // connpool-sim: what a run is given (config) and what it reports (result).
-#ifndef CONNPOOL_BENCH_SIM_MODEL_HPP
-#define CONNPOOL_BENCH_SIM_MODEL_HPP
+#ifndef CONNPOOL_TOOLS_SIM_MODEL_HPP
+#define CONNPOOL_TOOLS_SIM_MODEL_HPP
 
 #include "workload.hpp"
 
@@ -8,6 +8,7 @@
 #include <connpool/options.hpp>
 #include <connpool/sizing/adaptive.hpp>
 #include <connpool/stats.hpp>
+#include <connpool/tenants.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -22,6 +23,12 @@ inline hold_model fixed_time(std::chrono::nanoseconds d) {
     m.mean_ns = static_cast<double>(d.count());
     return m;
 }
+
+// One tenant of a mix: its part of the traffic, and the pool's tenant_options for it.
+struct tenant_mix {
+    double share = 1;  // relative: requests pick a tenant in proportion to the shares
+    tenant_options opts;
+};
 
 struct config {
     arrival_model arrivals;
@@ -49,6 +56,8 @@ struct config {
     std::chrono::nanoseconds advise_every{};
     advice_target advice;
     std::optional<sizing::adaptive_options> adaptive;
+    // Empty: no tenants. Else tenant ids 1..n on every instance, and each request picks one.
+    std::vector<tenant_mix> tenants;
 };
 
 struct series_point {
@@ -85,4 +94,4 @@ struct result {
 
 }  // namespace connpool::sim
 
-#endif  // CONNPOOL_BENCH_SIM_MODEL_HPP
+#endif  // CONNPOOL_TOOLS_SIM_MODEL_HPP

@@ -5,18 +5,24 @@
 // tick at the armed time). Only the I/O is modelled: connects, pings, resets and the
 // server (max_connections, an outage that kills every backend).
 //
-// Reusable: tests and the CLI build a config, call run(), and read a result.
-#ifndef CONNPOOL_BENCH_SIM_ENGINE_HPP
-#define CONNPOOL_BENCH_SIM_ENGINE_HPP
+// Reusable: tests and the CLI build a config, call run(), and read a result. The browser
+// simulator (web/) steps the same run, begin() then advance_to() as the frames go, and
+// changes it live; run() is exactly begin(), advance_to(the end), summary().
+#ifndef CONNPOOL_TOOLS_SIM_ENGINE_HPP
+#define CONNPOOL_TOOLS_SIM_ENGINE_HPP
 
 #include "model.hpp"
 
 #include <connpool/detail/pool_state.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <queue>
+#include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace connpool::sim {
@@ -33,7 +39,52 @@ class engine {
 public:
     explicit engine(config c) : cfg_(std::move(c)), rng_(cfg_.seed) {}
 
-    result run();
+    result run() {
+        begin();
+        advance_to(t0_ + cfg_.duration);
+        return summary();
+    }
+
+    // Stepping. begin() once; advance_to() plays every event at or before t, in the same
+    // order whatever the steps, so a stepped run equals run() over the same span.
+    void begin();
+    void advance_to(time_point t);
+    // The figures of the run so far (run()'s result at its end).
+    result summary();
+
+    // Live changes, as the library's setters make them. A burst lands on the first whole
+    // millisecond after now, so that "--bursts T:N" with the returned T replays it exactly.
+    double add_burst(std::size_t n);
+    void set_max_size(std::size_t n);
+    void set_min_idle(std::size_t n);
+    void set_rate(double per_s);  // a constant rate from now on
+    void set_hold(hold_model h) { cfg_.hold = std::move(h); }
+    void set_connect_time(hold_model h) { cfg_.connect_time = std::move(h); }
+    void set_tenant(std::size_t i, const tenant_mix& t);
+    // Acquires from now on wait this long, as callers of pool::acquire_for(timeout) would;
+    // the pool itself keeps no timeout (its state machine only sees each waiter's deadline).
+    void set_acquire_timeout(std::chrono::milliseconds t);
+    // The simulated server's limit: what later connects are judged against.
+    void set_server(std::size_t max_connections, std::size_t reserved);
+
+    // What a view draws: the state machines (slots, waiters, stats()) and the server.
+    const config& cfg() const noexcept { return cfg_; }
+    time_point now() const noexcept { return now_; }
+    double now_s() const { return secs(now_); }
+    time_point at(double s) const { return t0_ + std::chrono::duration_cast<detail::duration>(seconds_d(s)); }
+    std::size_t instances() const noexcept { return inst_.size(); }
+    const detail::pool_state<sim_connection>& state(std::size_t i) const { return *inst_.at(i).st; }
+    std::size_t server_connections() const noexcept { return server_conns_; }
+    std::size_t backlog() const noexcept {
+        std::size_t n = 0;
+        for (const auto& in : inst_) n += in.backlog.size();
+        return n;
+    }
+    const result& counters() const noexcept { return r_; }  // the counts; figures need summary()
+    // Each measured wait (µs) is also appended here, for a view's rolling percentiles.
+    void tap_waits(std::vector<float>* to) noexcept { wait_tap_ = to; }
+    // Keep at most n waits for the exact percentiles (a page may run for hours).
+    void keep_waits(std::size_t n) noexcept { keep_waits_ = n; }
 
 private:
     using state_t = detail::pool_state<sim_connection>;
@@ -53,6 +104,7 @@ private:
         waiter w;
         std::uint64_t round = 0;  // one per acquire: stale wake-ups and deadlines are ignored
         time_point asked_at{};
+        std::uint32_t tenant = 0;  // the tenant its request is for (0: none)
         bool discard = false;  // the request hit a dead connection: its leases go back discarded
     };
 
@@ -61,7 +113,7 @@ private:
         std::unique_ptr<state_t> st;
         std::vector<std::unique_ptr<worker>> workers;
         std::vector<worker*> free;
-        std::deque<time_point> backlog;  // requests waiting for a thread
+        std::deque<std::uint32_t> backlog;  // requests waiting for a thread: their tenants
         time_point next_tick = time_point::max();
         std::unique_ptr<connpool::advisor> adv;
         std::unique_ptr<connpool::sizing::adaptive_size> sizer;
@@ -83,12 +135,11 @@ private:
         events_.push(event{t, seq_++, type, static_cast<std::uint32_t>(inst), p, x});
     }
     double secs(time_point t) const { return seconds_d(t - t0_).count(); }
-    time_point at(double s) const { return t0_ + std::chrono::duration_cast<detail::duration>(seconds_d(s)); }
     bool measuring() const { return now_ >= t0_ + cfg_.warmup; }
 
     void dispatch(const event& e);
     void on_arrival();
-    void start_request(instance& in, worker& wk);
+    void start_request(instance& in, worker& wk, std::uint32_t tenant);
     void acquire_next(instance& in, worker& wk);
     void handle_result(instance& in, worker& wk);
     bool check_handout(instance& in, waiter& w);
@@ -102,6 +153,7 @@ private:
     void on_advise(instance& in);
     void sample();
     void server_change(long delta);
+    void pick_tenants_by_share();
 
     std::chrono::nanoseconds wake_delay() {
         return cfg_.wake_latency ? cfg_.wake_latency->sample(rng_) : std::chrono::nanoseconds(0);
@@ -127,13 +179,22 @@ private:
     result r_;
     std::vector<float> waits_us_;
     double busy_integral_ = 0;  // lease-seconds, measured part only
+
+    // Stepping and live changes.
+    std::uint64_t burst_seq_ = 0;     // bursts' seq numbers: as if all were pushed at begin()
+    std::uint64_t arrival_gen_ = 0;   // set_rate() redraws the next arrival; older ones lapse
+    std::discrete_distribution<std::size_t> tenant_pick_;
+    std::vector<float>* wait_tap_ = nullptr;
+    std::size_t keep_waits_ = static_cast<std::size_t>(-1);
+    std::chrono::steady_clock::time_point wall0_{};
 };
 
 // ------------------------------------------------------------------ the run
 
-inline result engine::run() {
+inline void engine::begin() {
     validate(cfg_.pool);
-    const auto wall0 = std::chrono::steady_clock::now();
+    for (const auto& t : cfg_.tenants) validate(t.opts);
+    wall0_ = std::chrono::steady_clock::now();
     inst_.resize(cfg_.instances);
     for (std::size_t i = 0; i < inst_.size(); ++i) {
         auto& in = inst_[i];
@@ -150,9 +211,21 @@ inline result engine::run() {
         }
         push(t0_, ev::timer, i);  // the first tick (min_idle) runs at start, as the pool's does
         in.next_tick = t0_;
+        for (std::size_t k = 0; k < cfg_.tenants.size(); ++k) {
+            detail::actions a;
+            in.st->add_tenant(tenant_id{static_cast<std::uint32_t>(k + 1)}, cfg_.tenants[k].opts, now_, a);
+            carry_out(in, a);
+        }
     }
+    pick_tenants_by_share();
     push(at(cfg_.arrivals.next(0.0, rng_)), ev::arrival);
-    for (const auto& b : cfg_.arrivals.bursts) push(at(b.at_s), ev::burst, 0, nullptr, b.count);
+    // Bursts take their order from a range of seq numbers kept here, so that one added
+    // live sorts among events of the same instant as it would have from the command line.
+    burst_seq_ = seq_;
+    seq_ += std::uint64_t{1} << 40;
+    for (const auto& b : cfg_.arrivals.bursts) {
+        events_.push(event{at(b.at_s), burst_seq_++, ev::burst, 0, nullptr, b.count});
+    }
     if (cfg_.outage_length.count() > 0) {
         push(t0_ + cfg_.outage_start, ev::outage_start);
         push(t0_ + cfg_.outage_start + cfg_.outage_length, ev::outage_end);
@@ -160,9 +233,10 @@ inline result engine::run() {
     const auto every = cfg_.sample_every.count() > 0 ? cfg_.sample_every : cfg_.duration / 400;
     r_.sample_every_s = seconds_d(every).count();
     push(t0_, ev::sample, 0, nullptr, static_cast<std::uint64_t>(every.count()));
+}
 
-    const time_point end = t0_ + cfg_.duration;
-    // Bounded: every event is at or after now_, and the loop stops at the end of the run.
+inline void engine::advance_to(time_point end) {
+    // Bounded: every event is at or after now_, and the loop stops at end.
     while (!events_.empty() && events_.top().t <= end) {
         const event e = events_.top();
         events_.pop();
@@ -170,11 +244,13 @@ inline result engine::run() {
         dispatch(e);
         ++r_.events;
     }
-    now_ = end;
-    server_change(0);
+    now_ = std::max(now_, end);
+}
 
-    r_.duration_s = seconds_d(cfg_.duration - cfg_.warmup).count();
-    r_.served = waits_us_.size();
+inline result engine::summary() {
+    server_change(0);
+    const auto ran = now_ - t0_;
+    r_.duration_s = seconds_d(ran - std::min<std::chrono::nanoseconds>(cfg_.warmup, ran)).count();
     if (!waits_us_.empty()) {
         auto q = [&](double p) {
             auto k = static_cast<std::size_t>(p * static_cast<double>(waits_us_.size() - 1));
@@ -189,10 +265,10 @@ inline result engine::run() {
         r_.wait_max_ms = *std::max_element(waits_us_.begin(), waits_us_.end()) / 1000.0;
     }
     r_.mean_busy = r_.duration_s > 0 ? busy_integral_ / r_.duration_s : 0;
-    r_.mean_server_connections = server_integral_ / seconds_d(cfg_.duration).count();
+    r_.mean_server_connections = ran.count() > 0 ? server_integral_ / seconds_d(ran).count() : 0;
     r_.utilization = r_.mean_server_connections > 0 ? r_.mean_busy / r_.mean_server_connections : 0;
     r_.final_stats = inst_.front().st->snapshot(now_);
-    r_.wall_s = seconds_d(std::chrono::steady_clock::now() - wall0).count();
+    r_.wall_s = seconds_d(std::chrono::steady_clock::now() - wall0_).count();
     return r_;
 }
 
@@ -201,7 +277,8 @@ inline void engine::dispatch(const event& e) {
     auto* wk = static_cast<worker*>(e.p);
     switch (e.type) {
     case ev::arrival:
-        push(at(cfg_.arrivals.next(secs(now_), rng_)), ev::arrival);
+        if (e.x != arrival_gen_) break;  // drawn before a set_rate()
+        push(at(cfg_.arrivals.next(secs(now_), rng_)), ev::arrival, 0, nullptr, arrival_gen_);
         on_arrival();
         break;
     case ev::burst:
@@ -341,4 +418,4 @@ inline void engine::on_advise(instance& in) {
 
 #include "engine_shell.hpp"
 
-#endif  // CONNPOOL_BENCH_SIM_ENGINE_HPP
+#endif  // CONNPOOL_TOOLS_SIM_ENGINE_HPP

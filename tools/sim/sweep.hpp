@@ -1,7 +1,7 @@
 // connpool-sim: runs over a range of max_size, the answer to "how big", and the
 // nested-acquire demonstration.
-#ifndef CONNPOOL_BENCH_SIM_SWEEP_HPP
-#define CONNPOOL_BENCH_SIM_SWEEP_HPP
+#ifndef CONNPOOL_TOOLS_SIM_SWEEP_HPP
+#define CONNPOOL_TOOLS_SIM_SWEEP_HPP
 
 #include "engine.hpp"
 
@@ -95,4 +95,4 @@ inline std::vector<deadlock_row> nested_demo(const config& base, std::size_t thr
 
 }  // namespace connpool::sim
 
-#endif  // CONNPOOL_BENCH_SIM_SWEEP_HPP
+#endif  // CONNPOOL_TOOLS_SIM_SWEEP_HPP

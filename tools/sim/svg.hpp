@@ -1,7 +1,7 @@
 // connpool-sim: line charts as inline SVG, so that the HTML report needs no script, no
 // style sheet and no network.
-#ifndef CONNPOOL_BENCH_SIM_SVG_HPP
-#define CONNPOOL_BENCH_SIM_SVG_HPP
+#ifndef CONNPOOL_TOOLS_SIM_SVG_HPP
+#define CONNPOOL_TOOLS_SIM_SVG_HPP
 
 #include <algorithm>
 #include <cmath>
@@ -133,4 +133,4 @@ inline std::string render(const chart& c) {
 
 }  // namespace connpool::sim::svg
 
-#endif  // CONNPOOL_BENCH_SIM_SVG_HPP
+#endif  // CONNPOOL_TOOLS_SIM_SVG_HPP

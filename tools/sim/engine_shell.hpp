@@ -1,7 +1,7 @@
 // connpool-sim's engine, the shell half: what pool_core and the blocking face do around the
 // state machine, step by step, with virtual time. Included by engine.hpp only.
-#ifndef CONNPOOL_BENCH_SIM_ENGINE_SHELL_HPP
-#define CONNPOOL_BENCH_SIM_ENGINE_SHELL_HPP
+#ifndef CONNPOOL_TOOLS_SIM_ENGINE_SHELL_HPP
+#define CONNPOOL_TOOLS_SIM_ENGINE_SHELL_HPP
 
 #include "engine.hpp"
 
@@ -12,6 +12,8 @@ namespace connpool::sim {
 inline void engine::on_arrival() {
     ++r_.requests;
     instance& in = inst_[inst_.size() == 1 ? 0 : std::uniform_int_distribution<std::size_t>(0, inst_.size() - 1)(rng_)];
+    // Without tenants nothing is drawn, so such a run's numbers are those of before tenants.
+    const auto tenant = cfg_.tenants.empty() ? std::uint32_t{0} : static_cast<std::uint32_t>(tenant_pick_(rng_) + 1);
     if (cfg_.threads == 0) {
         // A thread per request: a fresh thread has no hint.
         if (in.free.empty()) {
@@ -21,20 +23,21 @@ inline void engine::on_arrival() {
         worker* wk = in.free.back();
         in.free.pop_back();
         wk->hint = nullptr;
-        return start_request(in, *wk);
+        return start_request(in, *wk, tenant);
     }
     if (in.free.empty()) {
-        in.backlog.push_back(now_);
+        in.backlog.push_back(tenant);
         r_.peak_backlog = std::max(r_.peak_backlog, in.backlog.size());
         return;
     }
     worker* wk = in.free.back();
     in.free.pop_back();
-    start_request(in, *wk);
+    start_request(in, *wk, tenant);
 }
 
-inline void engine::start_request(instance& in, worker& wk) {
+inline void engine::start_request(instance& in, worker& wk, std::uint32_t tenant) {
     wk.discard = false;
+    wk.tenant = tenant;
     acquire_next(in, wk);
 }
 
@@ -50,6 +53,7 @@ inline void engine::acquire_next(instance& in, worker& wk) {
     }
     wk.w = waiter{};
     wk.w.owner = &wk;
+    wk.w.tenant = wk.tenant;
     wk.w.deadline = detail::saturating_add(now_, cfg_.pool.acquire_timeout);
     if (pre != nullptr) {
         wk.w.result = pre;
@@ -99,7 +103,12 @@ inline void engine::got(instance& in, worker& wk, slot_t& s) {
     s.skip_reset = false;
     s.count_acquire();
     wk.hint = &s;
-    if (measuring()) waits_us_.push_back(static_cast<float>(std::chrono::duration<double, std::micro>(now_ - wk.asked_at).count()));
+    if (measuring()) {
+        const auto us = static_cast<float>(std::chrono::duration<double, std::micro>(now_ - wk.asked_at).count());
+        ++r_.served;
+        if (waits_us_.size() < keep_waits_) waits_us_.push_back(us);
+        if (wait_tap_ != nullptr) wait_tap_->push_back(us);
+    }
     if (dead(s)) {
         wk.discard = true;  // its query fails: the application discards the connection
         ++r_.query_failures;
@@ -124,8 +133,9 @@ inline void engine::failed(instance& in, worker& wk) {
 
 inline void engine::finish_request(instance& in, worker& wk) {
     if (cfg_.threads != 0 && !in.backlog.empty()) {
+        const std::uint32_t tenant = in.backlog.front();
         in.backlog.pop_front();
-        return start_request(in, wk);
+        return start_request(in, wk, tenant);
     }
     in.free.push_back(&wk);
 }
@@ -157,6 +167,74 @@ inline void engine::give_back(instance& in, worker& wk, slot_t& s, bool discard)
     }
     st.return_unfit(s, v, now_, a);
     carry_out(in, a);
+}
+
+// ------------------------------------------------------------------ live changes
+
+inline double engine::add_burst(std::size_t n) {
+    // The first whole millisecond after now: "--bursts T:N" names the same instant.
+    auto ms = static_cast<std::int64_t>(std::floor(secs(now_) * 1000)) + 1;
+    while (at(static_cast<double>(ms) / 1000) <= now_) ++ms;
+    const double t = static_cast<double>(ms) / 1000;
+    cfg_.arrivals.bursts.push_back({t, n});
+    events_.push(event{at(t), burst_seq_++, ev::burst, 0, nullptr, n});
+    return t;
+}
+
+inline void engine::set_max_size(std::size_t n) {
+    for (auto& in : inst_) {
+        detail::actions a;
+        in.st->set_max_size(n, now_, a);
+        carry_out(in, a);
+    }
+    cfg_.pool.max_size = n;
+}
+
+inline void engine::set_min_idle(std::size_t n) {
+    for (auto& in : inst_) {
+        detail::actions a;
+        in.st->set_min_idle(n, now_, a);
+        carry_out(in, a);
+    }
+    cfg_.pool.min_idle = n;
+}
+
+inline void engine::set_rate(double per_s) {
+    cfg_.arrivals.steps = {{0.0, per_s}};
+    ++arrival_gen_;  // the arrival already drawn lapses: the next is drawn at the new rate
+    push(at(cfg_.arrivals.next(secs(now_), rng_)), ev::arrival, 0, nullptr, arrival_gen_);
+}
+
+inline void engine::set_tenant(std::size_t i, const tenant_mix& t) {
+    validate(t.opts);
+    if (i >= cfg_.tenants.size()) throw std::invalid_argument("no tenant " + std::to_string(i + 1) + " in this run");
+    cfg_.tenants[i] = t;
+    for (auto& in : inst_) {
+        detail::actions a;
+        in.st->set_tenant(tenant_id{static_cast<std::uint32_t>(i + 1)}, t.opts, now_, a);
+        carry_out(in, a);
+    }
+    pick_tenants_by_share();
+}
+
+inline void engine::set_acquire_timeout(std::chrono::milliseconds t) {
+    options o = cfg_.pool;
+    o.acquire_timeout = t;
+    validate(o);
+    cfg_.pool.acquire_timeout = t;
+}
+
+inline void engine::set_server(std::size_t max_connections, std::size_t reserved) {
+    cfg_.max_connections = max_connections;
+    cfg_.reserved = reserved;
+    cfg_.advice.max_connections = max_connections;
+    cfg_.advice.reserved = reserved;
+}
+
+inline void engine::pick_tenants_by_share() {
+    std::vector<double> shares;
+    for (const auto& t : cfg_.tenants) shares.push_back(std::max(t.share, 0.0));
+    tenant_pick_ = std::discrete_distribution<std::size_t>(shares.begin(), shares.end());
 }
 
 // ------------------------------------------------------------------ actions (pool_core::run)
@@ -222,4 +300,4 @@ inline void engine::arm(instance& in, time_point t) {
 
 }  // namespace connpool::sim
 
-#endif  // CONNPOOL_BENCH_SIM_ENGINE_SHELL_HPP
+#endif  // CONNPOOL_TOOLS_SIM_ENGINE_SHELL_HPP
