@@ -51,9 +51,6 @@ def heading_anchors(path):
     return out
 
 
-# Files another branch adds (the simulator page, issue 17's sizing work): linked from
-# docs/sizing.md before they land. Remove an entry once its file is in the tree.
-pending = {"docs/simulator/index.html", "docs/simulator/screenshot.png"}
 
 errors = []
 for page in pages:
@@ -67,9 +64,6 @@ for page in pages:
                 continue
             file_part, _, anchor = target.partition("#")
             dest = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) if file_part else path
-            if not os.path.exists(dest) and os.path.relpath(dest, root) in pending:
-                print(f"{page}: link to {target}: not in this tree yet (pending)")
-                continue
             if not os.path.exists(dest):
                 errors.append(f"{page}: link to {target}: {os.path.relpath(dest, root)} does not exist")
                 continue
