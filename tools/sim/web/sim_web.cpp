@@ -155,7 +155,7 @@ __attribute__((export_name("sim_defaults"))) const char* sim_defaults() {
                                                                                           : "when_idle")
       << ",\"reset-on-return\":" << q(o.reset_on_return ? "1" : "0")
       << ",\"reset-time\":" << q(ms_text(static_cast<double>(c.cfg.reset_time.count())))
-      << ",\"handoff\":" << q(o.handoff == connpool::handoff_policy::fifo ? "fifo" : "sticky")
+      << ",\"handoff\":" << q(o.handoff == connpool::handoff_policy::fifo ? "fifo" : "barging")
       << ",\"instances\":" << q(std::to_string(c.cfg.instances))
       << ",\"max-connections\":" << q(std::to_string(c.cfg.max_connections))
       << ",\"reserved\":" << q(std::to_string(c.cfg.reserved)) << ",\"threads\":" << q(std::to_string(c.cfg.threads))
