@@ -7,7 +7,7 @@
 // 1/4 row's allocs_per_cycle).
 //
 //   connpool_bench_contended [--shapes 1/4,8/4] [--pools connpool,soci] [--no-alloc]
-// Environment: CONNPOOL_BENCH_RUN_MS (2000), CONNPOOL_BENCH_ROUNDS (3),
+// Environment: CONNPOOL_BENCH_WARMUP_MS (200), CONNPOOL_BENCH_RUN_MS (1000), CONNPOOL_BENCH_ROUNDS (3),
 // CONNPOOL_BENCH_WORK_NS (0: busy work while holding the connection),
 // CONNPOOL_BENCH_SAMPLE_EVERY (64: one cycle in 64 is timed for the histogram).
 #include "contended.hpp"

@@ -15,7 +15,8 @@
 #                            runs interleaved with their baselines
 #   CONNPOOL_BENCH_MIN_TIME  seconds per database benchmark repetition (default 0.3)
 #   CONNPOOL_BENCH_PIN       a taskset CPU list to pin the benches to (default: unpinned)
-#   CONNPOOL_BENCH_RUN_MS    contended: wall time of one run (default 2000 ms)
+#   CONNPOOL_BENCH_WARMUP_MS contended: warm-up before each run is measured (default 200 ms)
+#   CONNPOOL_BENCH_RUN_MS    contended: measured wall time of one run (default 1000 ms)
 #   CONNPOOL_BENCH_ROUNDS    contended: rounds, contenders interleaved (default 3); the report
 #                            takes each figure's median over the rounds
 #   CONNPOOL_BENCH_PIN_CPU   contended: the CPU of the pinned 1-thread run (default 0)
