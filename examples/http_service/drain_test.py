@@ -8,8 +8,8 @@ CONNPOOL_PG_CONNINFO (TCP, scram-sha-256), CONNPOOL_PG_ADMIN_CONNINFO and CONNPO
 
 Case 1, a drain within the deadline, asserts:
   - no request in flight at the signal fails: slow /query requests that the server shows running
-    when SIGTERM is sent, and every load request that got a connection, are answered 200 with the
-    right body;
+    when SIGTERM is sent, slow ones still waiting for a pooled connection then, and every load
+    request that got a connection, are answered 200 with the right body;
   - new connections are refused once the service says it is draining;
   - the process exits 0 (the service exits 1 if its deadline passed) within the deadline;
   - afterwards the server shows no connection with the service's application_name.
@@ -136,7 +136,7 @@ def drain_within_deadline():
 
     def slow(i):
         try:
-            slow_results.append(svc.get(f"/query?n={i}&sleep_ms=2000"))
+            slow_results.append(svc.get(f"/query?n={i}&sleep_ms=1500"))
         except Exception as e:  # a transport failure of an in-flight request
             slow_results.append(("error", repr(e)))
 
@@ -171,14 +171,24 @@ def drain_within_deadline():
                 c.close()
             time.sleep(0.005)
 
-    slow_threads = [threading.Thread(target=slow, args=(i,)) for i in range(3)]
+    # Six slow requests on a pool of four: four run on the server and two wait for a connection
+    # when the signal comes. Both kinds are in flight; a service that closed its pool at the
+    # signal would fail the two that wait.
+    slow_threads = [threading.Thread(target=slow, args=(i,)) for i in range(6)]
     for t in slow_threads:
         t.start()
     load_threads = [threading.Thread(target=load, args=(t,)) for t in range(4)]
     for t in load_threads:
         t.start()
-    running = eventually(lambda: backends(app, "AND state = 'active' AND query LIKE '%pg_sleep%'") >= 3, 15)
-    check(running, "three slow requests are running on the server before the signal")
+    running = eventually(lambda: backends(app, "AND state = 'active' AND query LIKE '%pg_sleep%'") >= 4, 15)
+    check(running, "four slow requests are running on the server before the signal")
+
+    def waiting():
+        status, body = svc.get("/stats")
+        fields = dict(kv.split("=") for kv in body.split())
+        return status == 200 and int(fields["pool_waiting"]) >= 2
+
+    check(eventually(waiting, 15), "and at least two wait for a connection")
     time.sleep(0.2)  # let the load run alongside them
 
     t0 = time.monotonic()
@@ -200,9 +210,9 @@ def drain_within_deadline():
         code = None
     elapsed = time.monotonic() - t0
 
-    check(len(slow_results) == 3 and all(r[0] == 200 for r in slow_results),
+    check(len(slow_results) == 6 and all(r[0] == 200 for r in slow_results),
           f"every slow request in flight at the signal was answered 200: {slow_results}")
-    check(sorted(r[1] for r in slow_results) == ["0\n", "2\n", "4\n"], "with the right bodies")
+    check(sorted(r[1] for r in slow_results) == sorted(f"{2 * i}\n" for i in range(6)), "with the right bodies")
     kinds = {}
     for kind, _ in results:
         kinds[kind] = kinds.get(kind, 0) + 1

@@ -4,6 +4,7 @@
 //   GET /health               200 "ok" while serving; 503 "draining" after SIGTERM (on a connection
 //                             that was already open: new connections are refused by then)
 //   GET /query?n=K&sleep_ms=M 200 "2K": SELECT $1::int * 2 after pg_sleep(M ms), through the pool
+//   GET /stats                client connections open, and the pool's open, in-use and waiting counts
 //
 // On SIGTERM (or SIGINT):
 //   1. stop accepting: connections already in the listen backlog are taken, then the listening
@@ -180,6 +181,13 @@ private:
         if (path == "/health") {
             if (draining_) co_return reply(req, http::status::service_unavailable, "draining\n");
             co_return reply(req, http::status::ok, "ok\n");
+        }
+        if (path == "/stats") {
+            const auto s = pool_.stats();
+            co_return reply(req, http::status::ok,
+                            "connections=" + std::to_string(sessions_.size()) + " pool_open=" + std::to_string(s.open) +
+                                " pool_in_use=" + std::to_string(s.in_use) + " pool_waiting=" + std::to_string(s.waiting) +
+                                "\n");
         }
         if (path != "/query") co_return reply(req, http::status::not_found, "no such endpoint\n");
         const auto n = bounded_number(query_param(target, "n").value_or("1"), 1000000);
