@@ -238,3 +238,43 @@ TEST_CASE("a capacity of 0 turns the cache off with its own error", "[pg][statem
     CHECK_THAT(err.message, Catch::Matchers::Contains("statement_cache_capacity"));
     CHECK(server_statements(*l) == 0);
 }
+
+// The LRU alone, no server: what the connection relies on.
+TEST_CASE("the statement LRU evicts the least recently used text and reports its name", "[statements][lru]") {
+    cpg::detail::statement_cache_config cfg;
+    cfg.capacity = 2;
+    cpg::detail::statement_cache cache(cfg);
+    std::string evicted;
+    auto& a = cache.insert("a", evicted);
+    CHECK(evicted.empty());
+    cache.mark_prepared(a, cache.next_name());
+    auto& b = cache.insert("b", evicted);
+    cache.mark_prepared(b, cache.next_name());
+    const std::string a_name = cache.find("a")->name;  // a is now the most recently used
+    cache.insert("c", evicted);                        // so b goes
+    CHECK(cache.find("b") == nullptr);
+    CHECK(evicted.starts_with("connpool_s"));
+    CHECK(evicted != a_name);
+    CHECK(cache.prepared() == 1);  // c is not prepared yet
+    CHECK(cache.size() == 2);
+    CHECK(cache.stats().evictions == 1);
+    cache.insert("d", evicted);  // a goes now: c was used more recently
+    CHECK(evicted == a_name);
+    cache.insert("e", evicted);  // c was never prepared: nothing to deallocate
+    CHECK(evicted.empty());
+}
+
+TEST_CASE("statement names are never reused, even after the cache is cleared", "[statements][lru]") {
+    cpg::detail::statement_cache cache;
+    std::string evicted;
+    auto& a = cache.insert("a", evicted);
+    const std::string first = cache.next_name();
+    cache.mark_prepared(a, first);
+    cache.clear();
+    CHECK(cache.prepared() == 0);
+    CHECK(cache.find("a") == nullptr);
+    CHECK(cache.stats().clears == 1);
+    auto& again = cache.insert("a", evicted);
+    cache.mark_prepared(again, cache.next_name());
+    CHECK(again.name != first);
+}
