@@ -4,6 +4,7 @@
 //   GET /health               200 "ok" while serving; 503 "draining" after SIGTERM (on a connection
 //                             that was already open: new connections are refused by then)
 //   GET /query?n=K&sleep_ms=M 200 "2K": SELECT $1::int * 2 after pg_sleep(M ms), through the pool
+//                             and the connection's statement cache
 //   GET /stats                client connections open, and the pool's open, in-use and waiting counts
 //
 // On SIGTERM (or SIGINT):
@@ -198,9 +199,11 @@ private:
         try {
             auto conn = co_await pool_.async_acquire(asio::use_awaitable);
             pg::params args{std::to_string(*n), std::to_string(*sleep_ms)};
-            auto r = co_await pg::async_exec(io_.get_executor(), *conn,
-                                             std::string("SELECT $1::int * 2 FROM pg_sleep($2::float8 / 1000)"),
-                                             std::move(args), asio::use_awaitable);
+            // Through the connection's statement cache: parsed and planned once per server
+            // connection, which outlives this request (docs/prepared-statements.md).
+            auto r = co_await pg::async_exec_cached(io_.get_executor(), *conn,
+                                                    std::string("SELECT $1::int * 2 FROM pg_sleep($2::float8 / 1000)"),
+                                                    std::move(args), asio::use_awaitable);
             if (pg::result_ok(r.get()) && PQntuples(r.get()) == 1) {
                 body = std::string(PQgetvalue(r.get(), 0, 0)) + "\n";
                 ok = true;

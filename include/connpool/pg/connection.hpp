@@ -113,6 +113,11 @@ std::optional<std::string> to_param(const std::optional<T>& v) {
 
 }  // namespace detail
 
+namespace detail {
+template <class Executor>
+struct async_exec_cached_op;  // pg/async.hpp
+}  // namespace detail
+
 // An owned PGconn. Moving transfers ownership; the destructor calls PQfinish.
 //
 // The helpers (exec, try_exec) record a fatal error so that the pool discards the connection when
@@ -227,6 +232,8 @@ public:
     //
     // With factory_options::transaction_pooling the cache is off: every call fails with
     // statement_errc::prepared_statements_unsupported (see pg/error.hpp).
+    //
+    // pg::async_exec_cached (pg/async.hpp) is the same without blocking the calling thread.
 
     // Throws sql_error when the command fails, connpool::error when the cache is off.
     template <class... Ps>
@@ -276,7 +283,10 @@ public:
             name = e->name;
             return result(PQmakeEmptyPGresult(conn_, PGRES_COMMAND_OK));
         }
-        if (e == nullptr) e = &insert_entry(sql);
+        if (e == nullptr) {
+            e = &insert_entry(sql);
+            flush_deallocations();
+        }
         result r = prepare(*e);
         if (result_ok(r.get())) name = e->name;
         return r;
@@ -369,13 +379,23 @@ private:
         return true;
     }
 
-    // A new entry for sql; the one it pushes out of the LRU is deallocated on the server.
+    // A new entry for sql; the one it pushes out of the LRU waits in pending_deallocate_, for
+    // the next flush (the blocking helpers flush at once, async_exec_cached on its next call).
     detail::statement_cache::entry& insert_entry(const std::string& sql) {
         std::string evicted;
         auto& e = statements_.insert(sql, evicted);
         if (!evicted.empty()) pending_deallocate_.push_back(std::move(evicted));
-        flush_deallocations();
         return e;
+    }
+
+    // "DEALLOCATE a;DEALLOCATE b;" for the evicted statements, emptying the list; "" when there
+    // are none or a transaction block is open (see flush_deallocations).
+    std::string take_deallocations() {
+        if (pending_deallocate_.empty() || conn_ == nullptr || PQtransactionStatus(conn_) != PQTRANS_IDLE) return {};
+        std::string sql;
+        for (const auto& name : pending_deallocate_) sql += "DEALLOCATE " + name + ";";
+        pending_deallocate_.clear();
+        return sql;
     }
 
     // DEALLOCATEs evicted statements in one round trip, only outside a transaction block: there a
@@ -384,11 +404,8 @@ private:
     // cache never names a statement the server lost. A failure (a statement already gone, say)
     // drops the list: there is nothing better to do with it.
     void flush_deallocations() {
-        if (pending_deallocate_.empty() || conn_ == nullptr || PQtransactionStatus(conn_) != PQTRANS_IDLE) return;
-        std::string sql;
-        for (const auto& name : pending_deallocate_) sql += "DEALLOCATE " + name + ";";
-        pending_deallocate_.clear();
-        (void)try_exec(sql);
+        const std::string sql = take_deallocations();
+        if (!sql.empty()) (void)try_exec(sql);
     }
 
     // Parses e.sql on the server under a new name; a failure leaves e out of the cache.
@@ -418,7 +435,10 @@ private:
         if (conn_ == nullptr) return send_failed();
         flush_deallocations();
         detail::statement_cache::entry* e = statements_.find(sql);
-        if (e == nullptr) e = &insert_entry(sql);
+        if (e == nullptr) {
+            e = &insert_entry(sql);
+            flush_deallocations();
+        }
         if (e->name.empty()) {
             // Not worth a statement yet: run it unnamed, as exec would.
             if (++e->uses < statements_.config().prepare_after) {
@@ -440,12 +460,15 @@ private:
         statements_.erase(sql);
         if (PQtransactionStatus(conn_) != PQTRANS_IDLE) return r;
         e = &insert_entry(sql);
+        flush_deallocations();
         result p = prepare(*e);
         if (!result_ok(p.get())) return p;
         return exec_named(e->name, n, values);
     }
 
     friend class factory;
+    template <class Executor>
+    friend struct detail::async_exec_cached_op;
 
     PGconn* conn_ = nullptr;
     bool fatal_ = false;

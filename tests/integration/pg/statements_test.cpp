@@ -7,6 +7,8 @@
 
 #include <connpool/pg.hpp>
 
+#include <boost/asio/io_context.hpp>
+
 #include <stdexcept>
 #include <string>
 
@@ -39,6 +41,20 @@ const std::string query = "SELECT $1::int + 1";
 std::string run_query(cpg::connection& c, int n) {
     auto r = c.exec_cached(query, n);
     return PQgetvalue(r.get(), 0, 0);
+}
+
+// Runs async_exec_cached to completion on a fresh io_context.
+std::pair<connpool::error_code, cpg::result> run_async(cpg::connection& c, const std::string& sql, cpg::params args) {
+    boost::asio::io_context io;
+    std::pair<connpool::error_code, cpg::result> out;
+    bool finished = false;
+    cpg::async_exec_cached(io.get_executor(), c, sql, std::move(args), [&](connpool::error_code ec, cpg::result r) {
+        out = {ec, std::move(r)};
+        finished = true;
+    });
+    io.run();
+    REQUIRE(finished);
+    return out;
 }
 
 }  // namespace
@@ -277,4 +293,57 @@ TEST_CASE("statement names are never reused, even after the cache is cleared", "
     auto& again = cache.insert("a", evicted);
     cache.mark_prepared(again, cache.next_name());
     CHECK(again.name != first);
+}
+
+TEST_CASE("async_exec_cached prepares once, shares the cache with exec_cached, and re-prepares a lost statement",
+          "[pg][statements][async]") {
+    cpg::pool pool(make_factory("stmt_async"), one_connection());
+    auto l = pool.acquire();
+    auto [ec1, r1] = run_async(*l, query, cpg::params{std::string("4")});
+    REQUIRE(!ec1);
+    REQUIRE(cpg::result_ok(r1.get()));
+    CHECK(std::string(PQgetvalue(r1.get(), 0, 0)) == "5");
+    CHECK(l->statement_cache_stats().prepares == 1);
+    CHECK(run_query(*l, 9) == "10");  // the blocking helper finds it prepared
+    CHECK(l->statement_cache_stats().prepares == 1);
+    CHECK(l->statement_cache_stats().hits == 1);
+    l->exec("DEALLOCATE ALL");
+    auto [ec2, r2] = run_async(*l, query, cpg::params{std::string("6")});
+    REQUIRE(!ec2);
+    REQUIRE(cpg::result_ok(r2.get()));
+    CHECK(std::string(PQgetvalue(r2.get(), 0, 0)) == "7");
+    CHECK(l->statement_cache_stats().prepares == 2);
+    auto [ec3, r3] = run_async(*l, "SELECT no_such_column", {});
+    CHECK(!ec3);
+    CHECK(cpg::sqlstate(r3.get()) == "42703");
+    CHECK(l->cached_statements() == 1);  // the failed prepare left nothing behind
+    CHECK(server_statements(*l) == 1);
+}
+
+TEST_CASE("async_exec_cached deallocates what the LRU evicts and honours prepare_after", "[pg][statements][async]") {
+    cpg::factory_options o;
+    o.statement_cache_capacity = 1;
+    o.prepare_after = 2;
+    cpg::pool pool(make_factory("stmt_async_lru", o), one_connection());
+    auto l = pool.acquire();
+    CHECK(!run_async(*l, "SELECT 1", {}).first);
+    CHECK(server_statements(*l) == 0);  // first use: unnamed
+    CHECK(!run_async(*l, "SELECT 1", {}).first);
+    CHECK(server_statements(*l) == 1);
+    CHECK(!run_async(*l, "SELECT 2", {}).first);  // evicts SELECT 1, counts its first use
+    CHECK(!run_async(*l, "SELECT 2", {}).first);  // deallocates SELECT 1, prepares SELECT 2
+    CHECK(server_statements(*l) == 1);
+    CHECK(scalar(*l, "SELECT statement FROM pg_prepared_statements") == "SELECT 2");
+}
+
+TEST_CASE("async_exec_cached behind PgBouncer in transaction mode completes with the cache's error",
+          "[pg][statements][async][pgbouncer]") {
+    cpg::factory_options o;
+    o.transaction_pooling = true;
+    cpg::pool pool(cpg::factory(env().bouncer_conninfo(), o), one_connection());
+    auto l = pool.acquire();
+    auto [ec, r] = run_async(*l, query, cpg::params{std::string("1")});
+    CHECK(ec == cpg::make_error_code(cpg::statement_errc::prepared_statements_unsupported));
+    CHECK(!r);
+    CHECK(scalar(*l, "SELECT 3") == "3");
 }
