@@ -170,6 +170,9 @@ public:
     // Gives up ownership without closing.
     PGconn* release() noexcept {
         fatal_ = false;
+        // The statements go with the session to the new owner; this cache no longer names any.
+        statements_.clear();
+        pending_deallocate_.clear();
         return std::exchange(conn_, nullptr);
     }
 
