@@ -155,7 +155,8 @@ public:
     // a change (session variable, user variable, temporary table, prepared statement,
     // schema), a helper ran a statement whose state the server does not flag (LOCK TABLES,
     // GET_LOCK, an assignment inside a SELECT, CALL) or that names a ROLE, or native_handle()
-    // was used.
+    // was used. query_cached's own statements (COM_STMT_PREPARE / EXECUTE) are not flagged by
+    // the server and are not dirt: the factory closes them before any full reset.
     bool session_changed() const noexcept { return session_changed_ || raw_used_ || schema_changed_; }
 
     // True when the server's last reply said a transaction is open.
