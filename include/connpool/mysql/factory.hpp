@@ -209,6 +209,8 @@ public:
                       what))
                 return false;
             c.label_schema_ = *plan.schema != c.database_;
+            // A prepared statement keeps the schema it was prepared in.
+            c.forget_statements();
         }
         if (!plan.role.empty()) {
             if (!step(c, detail::statement_step(c.handle_, plan.role, deadline(c)), "SET ROLE", err, what)) return false;
@@ -256,6 +258,10 @@ private:
     using source_type = std::function<connect_options()>;
 
     static void validate(const connect_options& o) {
+        if (o.statement_cache_capacity > 65536) {
+            throw std::invalid_argument("connpool::mysql::connect_options::statement_cache_capacity: " +
+                                        std::to_string(o.statement_cache_capacity) + " is above 65536");
+        }
         if (o.reset_timeout <= std::chrono::milliseconds::zero()) {
             throw std::invalid_argument("connpool::mysql::connect_options::reset_timeout: must be positive, is " +
                                         std::to_string(o.reset_timeout.count()) + " ms");
@@ -342,6 +348,9 @@ private:
     // current one too) or a label selected another.
     bool full_reset(connection& c, error_info& err) {
         const bool schema_changed = c.schema_changed_ || c.label_schema_;
+        // COM_RESET_CONNECTION drops every prepared statement, and a handle used after it fails
+        // with 2013, which reads as a lost connection: close them all first (no round trip).
+        c.forget_statements();
         if (!step(c, detail::reset_connection_step(c.handle_, deadline(c)), "COM_RESET_CONNECTION", err)) return false;
         // native_handle() may have set one too; Oracle's 5.7 has no roles to reset.
         if (c.role_set_ || (c.raw_used_ && CONNPOOL_MYSQL_MARIADB)) {
@@ -411,6 +420,7 @@ private:
         c.init_commands_ = o.init_commands;
         c.database_ = o.database;
         c.reset_timeout_ = o.reset_timeout;
+        c.statements_.capacity = o.statement_cache_capacity;
         return std::optional<connection>(std::move(c));
     }
 

@@ -93,6 +93,9 @@ struct connect_options {
     // A full reset (reset_connection, or reset_if_dirty on a changed session) resets session
     // variables, so the factory runs them again after it.
     std::vector<std::string> init_commands;
+    // Prepared statements each connection keeps for connection::query_cached, the least
+    // recently used closed first; 0 turns the cache off. At most 65536.
+    std::size_t statement_cache_capacity = 128;
 };
 
 }  // namespace connpool::mysql

@@ -60,8 +60,22 @@ struct factory_options {
     // Set this when the conninfo points at PgBouncer (or another pooler) in transaction mode, where
     // session state does not belong to this connection: a full reset would reset some other
     // client's server connection, so only reset_policy::rollback is allowed (the constructor throws
-    // std::invalid_argument otherwise). The helpers never use named prepared statements anyway.
+    // std::invalid_argument otherwise). exec and try_exec use the unnamed statement only; the
+    // statement cache (exec_cached, prepare_cached) is off in this mode and fails with
+    // statement_errc::prepared_statements_unsupported, because PgBouncer before 1.21 (Debian 12
+    // ships 1.18) does not carry protocol-level prepared statements between transactions.
     bool transaction_pooling = false;
+
+    // The statement cache of each connection (connection::exec_cached, prepare_cached): how many
+    // distinct SQL texts it remembers, prepared or still counting uses, before the least recently
+    // used is deallocated. 0 turns the cache off. At most 65536 (each statement holds server
+    // memory for as long as the session lives).
+    std::size_t statement_cache_capacity = 128;
+
+    // exec_cached prepares a text on its prepare_after-th use on a connection and runs the ones
+    // before unnamed, so one-off SQL never takes a server statement (JDBC's prepareThreshold).
+    // 1 (the default) prepares on first use. Must be at least 1.
+    unsigned prepare_after = 1;
 
     // Upper bound on each reset step (cancel and drain, ROLLBACK, full reset), and on a label's
     // apply(). A reset or apply that runs out of time fails and the pool closes the connection.
@@ -145,7 +159,13 @@ public:
             return;
         }
         if (!credentials_) {
-            std::make_shared<detail::async_connect_op>(ex, std::move(p), effective(r.timeout), std::move(handler))
+            // Stamped like a blocking connect: the new connection's statement cache follows the options.
+            connect_handler<connection> stamped(
+                [config = cache_config_, handler = std::move(handler)](error_info e, std::optional<connection> c) mutable {
+                    if (c) c->statements_.configure(config);
+                    std::move(handler)(std::move(e), std::move(c));
+                });
+            std::make_shared<detail::async_connect_op>(ex, std::move(p), effective(r.timeout), std::move(stamped))
                 ->start();
             return;
         }
@@ -217,6 +237,10 @@ public:
         if (options_.reset == reset_policy::custom_sql && !run(c, options_.reset_sql.c_str(), "reset_sql", err)) {
             return false;
         }
+        // The server dropped every prepared statement: so does the cache, which must never name
+        // one the server lost. A rollback-only reset (and a clean return, which runs no reset)
+        // keeps them for the next user.
+        if (reset_clears_statements_) c.forget_statements();
         if (PQtransactionStatus(n) != PQTRANS_IDLE) return fail("connection is not idle after reset");
         return true;
     }
@@ -262,7 +286,10 @@ public:
     }
 
     // DISCARD ALL (or a reset_sql that says RESET ALL or DISCARD ALL) returns every setting
-    // to its default, so the pool forgets the label; a rollback-only reset keeps both.
+    // to its default, so the pool forgets the label; a rollback-only reset keeps both. The
+    // statement cache follows the same reset (see reset()): DISCARD ALL clears it along with the
+    // label, RESET ALL keeps it, and a label change (apply) never touches it, since SET and
+    // RESET leave prepared statements alone (the server re-plans one whose search_path changed).
     bool reset_clears_labels(const connection&) const noexcept { return reset_clears_settings_; }
 
 private:
@@ -283,6 +310,13 @@ private:
         if (options_.reset == reset_policy::custom_sql && options_.reset_sql.empty()) {
             throw std::invalid_argument("connpool::pg::factory_options::reset_sql: empty with reset_policy::custom_sql");
         }
+        if (options_.statement_cache_capacity > 65536) {
+            throw std::invalid_argument("connpool::pg::factory_options::statement_cache_capacity: " +
+                                        std::to_string(options_.statement_cache_capacity) + " is above 65536");
+        }
+        if (options_.prepare_after == 0) {
+            throw std::invalid_argument("connpool::pg::factory_options::prepare_after: 0, must be at least 1");
+        }
         if (options_.reset_timeout <= std::chrono::milliseconds::zero()) {
             throw std::invalid_argument("connpool::pg::factory_options::reset_timeout: must be positive");
         }
@@ -291,6 +325,16 @@ private:
         reset_clears_settings_ = options_.reset == reset_policy::discard_all ||
                                  (options_.reset == reset_policy::custom_sql &&
                                   (sql.find("RESET ALL") != std::string::npos || sql.find("DISCARD ALL") != std::string::npos));
+        // Which resets drop every prepared statement: DISCARD ALL (which includes DEALLOCATE ALL)
+        // and DEALLOCATE [PREPARE] ALL. RESET ALL keeps them.
+        reset_clears_statements_ =
+            options_.reset == reset_policy::discard_all ||
+            (options_.reset == reset_policy::custom_sql &&
+             (sql.find("DISCARD ALL") != std::string::npos || sql.find("DEALLOCATE ALL") != std::string::npos ||
+              sql.find("DEALLOCATE PREPARE ALL") != std::string::npos));
+        cache_config_.capacity = options_.statement_cache_capacity;
+        cache_config_.prepare_after = options_.prepare_after;
+        cache_config_.unsupported = options_.transaction_pooling;
     }
 
     // A zero timeout from the pool would fail every connect at once; treat it as "no bound" like libpq.
@@ -301,6 +345,7 @@ private:
     void after_connect(std::optional<connection>& c, std::uint64_t generation, const error_info& err) const {
         if (c) {
             c->credential_generation_ = generation;
+            c->statements_.configure(cache_config_);
         } else if (credentials_ && err.message.find("password authentication failed") != std::string::npos) {
             // The password was rotated before its stated expiry.
             credentials_->invalidate(generation);
@@ -388,7 +433,9 @@ private:
 
     std::function<conninfo()> source_;
     factory_options options_;
-    bool reset_clears_settings_ = false;  // see validate()
+    bool reset_clears_settings_ = false;    // see validate()
+    bool reset_clears_statements_ = false;  // see validate()
+    detail::statement_cache_config cache_config_;  // what each new connection's cache does
     std::shared_ptr<credential_cache> credentials_;
 };
 

@@ -151,6 +151,7 @@ private:
         c.init_commands_ = std::move(options_.init_commands);
         c.database_ = options_.database;
         c.reset_timeout_ = options_.reset_timeout;
+        c.statements_.capacity = options_.statement_cache_capacity;
         complete({}, std::optional<connection>(std::move(c)));
     }
 
