@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+
 namespace bench {
 
 // A log-linear latency histogram (16 buckets per power of two, so about 6 % resolution):
@@ -85,6 +87,7 @@ struct shape_result {
     std::uint64_t errors = 0;
     std::optional<double> allocs_per_cycle;
     std::optional<double> cpu_ns_per_cycle;  // CPU time of the loop threads per cycle
+    std::optional<double> switches_per_cycle;  // the process's context switches per cycle
     std::map<std::string, std::string> extra;  // e.g. io threads, connections left
 
     std::uint64_t total() const {
@@ -131,6 +134,7 @@ inline void print_result(const shape_result& r) {
        << ",\"fairness\":" << r.fairness() << ",\"errors\":" << r.errors;
     if (r.allocs_per_cycle) os << ",\"allocs_per_cycle\":" << *r.allocs_per_cycle;
     if (r.cpu_ns_per_cycle) os << ",\"cpu_ns_per_cycle\":" << *r.cpu_ns_per_cycle;
+    if (r.switches_per_cycle) os << ",\"switches_per_cycle\":" << *r.switches_per_cycle;
     for (const auto& [k, v] : r.extra) os << ",\"" << k << "\":\"" << v << "\"";
     os << "}\n";
     std::fputs(os.str().c_str(), stdout);
@@ -160,6 +164,13 @@ inline void await_exit(const std::atomic<int>& exited, int threads, std::chrono:
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
+}
+
+// The process's context switches so far, voluntary (a wait: futex, socket) and not.
+inline std::uint64_t context_switches() noexcept {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<std::uint64_t>(u.ru_nvcsw) + static_cast<std::uint64_t>(u.ru_nivcsw);
 }
 
 struct thread_opts {
@@ -230,6 +241,7 @@ shape_result run_threads(const thread_opts& o, Cycle&& cycle) {
         measuring.store(true);
     }
     const auto t0 = clock::now();
+    const auto switches0 = context_switches();
     std::this_thread::sleep_for(o.duration);
     stop.store(true);
     await_exit(exited, o.threads, o.duration + std::chrono::seconds(30));
@@ -246,7 +258,10 @@ shape_result run_threads(const thread_opts& o, Cycle&& cycle) {
         allocs += s.allocs;
         counted += s.counted;
     }
-    if (r.total() > 0) r.cpu_ns_per_cycle = static_cast<double>(cpu) / static_cast<double>(r.total());
+    if (r.total() > 0) {
+        r.cpu_ns_per_cycle = static_cast<double>(cpu) / static_cast<double>(r.total());
+        r.switches_per_cycle = static_cast<double>(context_switches() - switches0) / static_cast<double>(r.total());
+    }
     if (o.allocations && counted > 0) r.allocs_per_cycle = static_cast<double>(allocs) / static_cast<double>(counted);
     return r;
 }

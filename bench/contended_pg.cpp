@@ -187,10 +187,10 @@ asio::awaitable<void> coro_loop(pg::pool* pool, pg::connection* own, const std::
     if (left.fetch_sub(1) == 1) done.set();
 }
 
-// `coros` coroutines on two io threads: on a pool of `conns` (dedicated == false), or each
-// with its own connection (then coros == conns).
+// `coros` coroutines on CONNPOOL_BENCH_IO_THREADS io threads (default 2): on a pool of
+// `conns` (dedicated == false), or each with its own connection (then coros == conns).
 std::optional<bench::shape_result> run_async(const bench::shape& s, bool dedicated) {
-    constexpr int io_threads = 2;
+    const int io_threads = static_cast<int>(bench::env_long("CONNPOOL_BENCH_IO_THREADS", 2));
     std::vector<coro_record> recs(static_cast<std::size_t>(s.threads));
     bench::shape_result r;
     {

@@ -279,7 +279,7 @@ public:
         time_point t = time_point::max();
         if (opts.handoff != handoff_policy::barging) return t;
         for (const auto& w : waiters) {
-            if (w->phase == waiter_phase::queued && !w->looked && !w->is_async) t = std::min(t, w->enqueued_at + opts.starvation_bound);
+            if (w->phase == waiter_phase::queued && !w->looked && !w->is_async) t = std::min(t, st.look_at(w->enqueued_at));
         }
         return t;
     }
@@ -287,7 +287,7 @@ public:
     void look_when_starving() {
         for (const auto& w : waiters) {
             if (w->phase != waiter_phase::queued || w->looked || w->is_async) continue;
-            if (now < w->enqueued_at + opts.starvation_bound) continue;
+            if (now < st.look_at(w->enqueued_at)) continue;
             w->looked = true;
             st.waiter_starving(now, a_);
             process();

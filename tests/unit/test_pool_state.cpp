@@ -163,9 +163,9 @@ TEST_CASE("under barging a returning caller that comes straight back takes its c
         d.advance(100us);
         d.give_back(2);  // idle, and caller 2 does not come back
         CHECK(d.waits(1));
-        d.advance(699us);
+        d.advance(1199us);
         CHECK(d.waits(1));
-        d.advance(1us);  // caller 1's bound: it looks (blocking_acquire), no timer involved
+        d.advance(1us);  // half a bound past caller 1's bound: it looks (blocking_acquire), no timer
         CHECK(d.holds(1));
         CHECK(d.ticks == 0);
         REQUIRE_SOUND(d);

@@ -64,7 +64,7 @@ inline void engine::acquire_next(instance& in, worker& wk) {
     if (r == detail::admit_result::queued) {
         push(wk.w.deadline, ev::deadline, in.id, &wk, wk.round);
         if (st.opts().handoff == connpool::handoff_policy::barging) {
-            push(wk.w.enqueued_at + st.opts().starvation_bound, ev::starving, in.id, &wk, wk.round);
+            push(st.look_at(wk.w.enqueued_at), ev::starving, in.id, &wk, wk.round);
         }
     }
     carry_out(in, a);

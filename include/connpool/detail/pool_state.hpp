@@ -147,8 +147,17 @@ public:
         }
     }
 
-    // A blocking waiter reached the starvation bound (sync_face): idle slots that barging
-    // left to whoever came first go to the oldest waiters now.
+    // When a blocking waiter enqueued at `since` looks for idle slots itself (sync_face),
+    // under barging: half a bound after the bound, as under load the returns hand it its
+    // connection at the bound (the starvation mode), and a look of its own then would only
+    // cost a wake-up per acquire. Never, under fifo: every return hands over.
+    time_point look_at(time_point since) const noexcept {
+        if (opts_.handoff != handoff_policy::barging) return time_point::max();
+        return saturating_add(since, opts_.starvation_bound + opts_.starvation_bound / 2);
+    }
+
+    // A blocking waiter reached look_at(): idle slots that barging left to whoever came
+    // first go to the oldest waiters now.
     void waiter_starving(time_point now, actions& a) {
         if (!closed()) serve_waiters(now, a);
     }

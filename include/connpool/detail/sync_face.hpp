@@ -137,9 +137,7 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
         holds = r == admit_result::served;
     }
     bool reported = false;
-    time_point starving_at = core.opts().handoff == handoff_policy::barging
-                                 ? saturating_add(w.enqueued_at, core.opts().starvation_bound)
-                                 : time_point::max();
+    time_point starving_at = core.state().look_at(w.enqueued_at);
     for (;;) {
         if (holds) {
             if (core.check_handout(w)) {
