@@ -109,7 +109,7 @@ struct options {
     // and connects.
     std::chrono::milliseconds housekeeping_interval = std::chrono::seconds(1);
     // Threads for blocking connects, and as many again for pings, resets and labels'
-    // apply() for async callers, so that a hung connect never delays a validation or a
+    // apply(), so that a hung connect never delays a validation or a
     // reset. Timers never run on them (probes, which never wait, run on the timer).
     std::size_t worker_threads = 2;
 #ifdef NDEBUG

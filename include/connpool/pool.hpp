@@ -164,6 +164,14 @@ public:
         return l;
     }
 
+    // As acquire_for(want, timeout), without throwing: on failure an empty lease and ec set.
+    lease_type acquire_for(const label& want, std::chrono::milliseconds timeout, error_code& ec,
+                           std::source_location loc = std::source_location::current())
+        requires detail::has_apply<Factory>
+    {
+        return acquire_for(default_tenant, want, timeout, ec, loc);
+    }
+
     // For tenant t and label want, with a timeout of its own, without throwing: on failure an
     // empty lease and ec set.
     lease_type acquire_for(tenant_id t, const label& want, std::chrono::milliseconds timeout, error_code& ec,

@@ -7,6 +7,8 @@
 
 #include <connpool/label.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <atomic>
@@ -251,5 +253,65 @@ TEST_CASE("a connection that replaces a closed labelled one starts clean and get
     auto l = p.acquire(A);
     CHECK(srv->of(l->id) == A);
     CHECK(srv->applies == 2);
+    CHECK(srv->wrong_from == 0);
+}
+
+TEST_CASE("issue 16 defect 3: an apply() that every new connection fails ends the acquire with its cause, not a storm",
+          "[unit][labels][defect]") {
+    label_factory f;
+    auto srv = f.srv;
+    auto db = f.db;
+    srv->fail_next = 1000000;  // a label the server refuses: a role it lacks
+    pool<label_factory> p(f, no_reset(4));
+    error_code ec;
+    error_info diag;
+    auto l = p.acquire_for(A, std::chrono::milliseconds(300), ec);
+    CHECK_FALSE(l);
+    CHECK(ec == errc::reset_failed);          // on 0.2: acquire_timeout, after 16,603 connects
+    CHECK(db->connects <= 4);                 // a few new connections, then the caller is told
+    CHECK(srv->applies == db->connects.load());
+    const auto st = p.stats();
+    CHECK_THAT(st.last_connect_error, Catch::Contains("SET failed"));  // the server's own words
+}
+
+// Issue 16, defect 2: apply() ran to its end whatever the caller's deadline or cancellation.
+TEST_CASE("apply() is bounded by the caller's deadline and cancellation, and its connection goes back labelled",
+          "[unit][labels][defect][deadline]") {
+    label_factory f;
+    auto srv = f.srv;
+    pool<label_factory> p(f, no_reset(1));
+    { auto warmup = p.acquire(A); }  // the only connection carries A
+    srv->apply_sleep_ms = 400;       // moving it to B takes longer than the callers wait
+
+    SECTION("blocking: acquire_for(B, 50 ms) times out while apply() runs") {
+        error_code ec;
+        auto l = p.acquire_for(B, std::chrono::milliseconds(50), ec);
+        CHECK(ec == errc::acquire_timeout);  // on 0.2: a lease, after the whole apply()
+        CHECK_FALSE(l);
+    }
+    SECTION("async: an acquire with a 50 ms timeout completes with acquire_timeout") {
+        std::promise<error_code> done;
+        p.async_acquire_for(std::chrono::milliseconds(50),
+                            [&](error_code ec, pool<label_factory>::lease_type) { done.set_value(ec); });
+        // (an unlabelled acquire for the A connection: a move back to clean)
+        CHECK(done.get_future().get() == errc::acquire_timeout);
+    }
+    SECTION("async: a cancellation while apply() runs is honoured") {
+        asio::cancellation_signal cancel;
+        std::promise<error_code> done;
+        p.async_acquire(B, asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec, pool<label_factory>::lease_type) {
+                            done.set_value(ec);
+                        }));
+        for (int i = 0; i < 1000 && srv->applies < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        REQUIRE(srv->applies == 2);  // the move to B is under way
+        cancel.emit(asio::cancellation_type::terminal);
+        CHECK(done.get_future().get() == errc::cancelled);  // on 0.2: a lease
+    }
+    // The apply finishes on its own, and its connection goes back with what it carries now.
+    srv->apply_sleep_ms = 0;
+    error_code ec;
+    auto l = p.acquire_for(std::chrono::seconds(5), ec);
+    REQUIRE_FALSE(ec);
+    CHECK(srv->of(l->id) == label{});
     CHECK(srv->wrong_from == 0);
 }

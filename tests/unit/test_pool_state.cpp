@@ -1115,3 +1115,33 @@ TEST_CASE("a queue out of deadline order still expires every waiter on time", "[
     CHECK_FALSE(d.waits(1));
     REQUIRE_SOUND(d);
 }
+
+// Issue 16, defect 3: a hand-out step that fails on every new connection looped until the
+// caller's deadline, one connect after another, with no backoff.
+TEST_CASE("validation that fails on every new connection fails the acquire after a few, and backs off",
+          "[unit][state][validation]") {
+    options o = quiet();
+    o.max_size = 1;
+    o.validation = validation_mode::always;
+    o.validation_idle_threshold = 0ms;  // new connections are pinged too
+    o.backoff_initial = 100ms;
+    driver d(o, 1);
+    d.acquire(0, 10000ms);
+    for (int round = 0; round < 3; ++round) {
+        d.advance(200ms);  // past any backoff
+        if (d.connects.empty()) break;
+        d.connect_ok();
+        REQUIRE(d.pings.size() == 1);
+        d.ping_done(0, false);
+        while (!d.closes.empty()) d.close_done();
+        REQUIRE_SOUND(d);
+    }
+    CHECK_FALSE(d.waits(0));
+    CHECK(d.callers[0].last_error.code == errc::ping_failed);
+    CHECK(d.connects_started == 3);  // not one connect after another until the deadline
+    // The failures back off like failed connects: nothing opens during the backoff.
+    const auto before = d.connects_started;
+    d.acquire(0, 50ms);
+    CHECK(d.connects_started == before);
+    REQUIRE_SOUND(d);
+}

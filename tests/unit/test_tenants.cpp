@@ -369,3 +369,25 @@ TEST_CASE("a pool's tenant acquires count against the tenant's quota and show in
     CHECK(again);
     CHECK_THROWS_AS(p.add_tenant(connpool::tenant_id{2}, {.weight = 5000}), std::invalid_argument);
 }
+
+// Issue 16, defect 5: the waiters of a tenant at its quota filled max_waiters, and admit()
+// refused a tenant below quota too_many_waiters while connections were idle.
+TEST_CASE("a tenant below quota takes an idle connection while only a tenant at quota waits, whatever max_waiters",
+          "[unit][tenants][quota]") {
+    options o = quiet(3);
+    o.max_waiters = 1;
+    driver d(o, 3);
+    warm(d);
+    add_tenant(d, 1, tenant_options{.quota = 1});
+    add_tenant(d, 2, tenant_options{.quota = 2});
+    d.callers[0].tenant = 1;
+    d.callers[1].tenant = 1;
+    d.callers[2].tenant = 2;
+    REQUIRE(d.acquire(0));  // tenant 1 at its quota
+    d.acquire(1);           // waits for tenant 1's quota: the only waiter place
+    REQUIRE(d.waits(1));
+    REQUIRE(d.count_in(slot_state::idle) == 2);
+    CHECK(d.acquire(2));  // on 0.2: too_many_waiters
+    CHECK(d.callers[2].errors == 0);
+    REQUIRE_SOUND(d);
+}

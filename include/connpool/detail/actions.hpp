@@ -6,6 +6,7 @@
 
 #include <connpool/detail/clock.hpp>
 #include <connpool/detail/waiter_queue.hpp>
+#include <connpool/label.hpp>
 #include <connpool/stats.hpp>
 
 #include <chrono>
@@ -26,6 +27,7 @@ struct actions {
     std::vector<std::pair<slot_base*, close_reason>> closes;  // close each connection
     std::vector<slot_base*> resets;                           // run the factory's reset
     std::vector<std::pair<slot_base*, std::chrono::milliseconds>> pings;  // validate, within that time
+    std::vector<std::pair<slot_base*, label>> applies;        // move each to that label (apply())
     std::vector<slot_base*> probes;                           // probe each idle connection
     std::vector<lease_info> leaks;                            // report each
     bool drained = false;                  // closed, and the last connection is gone
@@ -54,7 +56,7 @@ struct actions {
 
     bool empty() const noexcept {
         return done_head == nullptr && connects.empty() && closes.empty() && resets.empty() && pings.empty() &&
-               probes.empty() && leaks.empty() && !drained;
+               applies.empty() && probes.empty() && leaks.empty() && !drained;
     }
 };
 

@@ -46,9 +46,10 @@ struct async_waiter : waiter_base {
 template <class Core>
 void deliver_async(async_waiter<Core>& w, typename Core::lease_type l) noexcept;
 
-// Delivers (or fails) w: through the hand-out check, then by a post to the handler's
-// executor, never inline. Runs on whichever thread completed w: a caller's return, the
-// timer, a lane. A label to apply goes to the maintenance lane, as apply() blocks.
+// Delivers (or fails) w: through the hand-out check and its label, then by a post to the
+// handler's executor, never inline. Runs on whichever thread completed w: a caller's
+// return, the timer, a lane. A label to apply starts apply() on the maintenance lane, and
+// w is completed again when it is done (or gives up meanwhile).
 template <class Core>
 void complete_async(async_waiter<Core>& w) noexcept {
     using slot_type = typename Core::slot_type;
@@ -56,14 +57,8 @@ void complete_async(async_waiter<Core>& w) noexcept {
     if (w.result == nullptr) return deliver_async(w, {});
     if (!core.check_handout(w)) return;  // pending again; completed later
     auto& s = *static_cast<slot_type*>(w.result);
-    if (core.carries(s, w.want)) return deliver_async(w, core.begin_lease(s, w.site, w.thread, w.enqueued_at));
-    core.on_maintenance_lane([keep = w.self, &s](bool go) {
-        auto& aw = *keep;
-        // Failed: aw is queued again, or completed through the actions.
-        if (aw.core->settle_label(aw, s, aw.want, go)) {
-            deliver_async(aw, aw.core->begin_lease(s, aw.site, aw.thread, aw.enqueued_at));
-        }
-    });
+    if (!core.settle_label(w, s, w.want)) return;  // apply() runs; completed later
+    deliver_async(w, core.begin_lease(s, w.site, w.thread, w.enqueued_at));
 }
 
 // Posts w's outcome (l, or w.error) to the handler's executor.

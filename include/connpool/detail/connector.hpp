@@ -48,6 +48,15 @@ public:
         backoff_until_ = now + backoff_delay(request_.attempt, opts_.backoff_initial, opts_.backoff_max, unit());
     }
 
+    // A new connection connected but failed its first hand-out (apply, validation): a new
+    // connection will not fix that, so it counts as a failed connect for the backoff, and
+    // its error (which names the step) is the one callers are told.
+    void handout_failed(error_info e, time_point now) {
+        ++request_.attempt;
+        last_error_ = std::move(e);
+        backoff_until_ = now + backoff_delay(request_.attempt, opts_.backoff_initial, opts_.backoff_max, unit());
+    }
+
     bool in_backoff(time_point now) const noexcept { return now < backoff_until_; }
     time_point backoff_until() const noexcept { return backoff_until_; }
     const error_info& last_error() const noexcept { return last_error_; }

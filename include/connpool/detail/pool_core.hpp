@@ -110,49 +110,18 @@ public:
     }
 
     // Before delivery: w's connection s gets the settings asked for (the empty label:
-    // clean). Costs one load when it carries them already; apply() blocks, so it runs on
-    // the caller's own thread (blocking face) or the maintenance lane (async face). False:
-    // apply() failed, s is closed, and w is back at the head of the queue, as after a
-    // failed hand-out check: a completion is owed. go is false when the pool stopped
-    // before the lane ran the apply: s closes without it.
-    bool settle_label(waiter_base& w, slot_type& s, const label& want, bool go = true) noexcept {
+    // clean). True: it carries them (one load and a compare), deliver it. False: apply()
+    // was started for w on the maintenance lane, where it is bounded by w's deadline and
+    // w stays cancellable (pool_state::start_apply); w's completion comes with its result.
+    bool settle_label(waiter_base& w, slot_type& s, const label& want) {
         if (carries(s, want)) return true;
         if constexpr (has_apply<Factory>) {
-            bool ok = false;
-            if (go) {
-                try {
-                    error_info e;
-                    ok = factory_.apply(*s.conn, s.current_label, want, e);
-                    if (ok) s.current_label = want;
-                } catch (...) {
-                    ok = false;
-                }
-            }
-            if (ok) {
-                s.label_hash.store(want.hash(), std::memory_order_relaxed);
-                return true;
-            }
-            actions a;
-            {
-                std::lock_guard lk(mutex_);
-                // Its settings are unknown now.
-                state_.close_leased(s, go ? close_reason::reset_failed : close_reason::pool_closed, a);
-                state_.readmit(w, now(), a);
-            }
-            run(a);
+            control([&](state_type& st, time_point, actions& a) { st.start_apply(w, s, want, a); });
             return false;
         } else {
             (void)w;
-            (void)go;
             return true;  // without apply() no connection ever carries a label
         }
-    }
-
-    // f(go) on the maintenance lane, for blocking factory calls; f(false) at once when
-    // the lane has stopped.
-    template <class F>
-    void on_maintenance_lane(F f) {
-        if (!maint_lane_.post([f](bool go) mutable { f(go); })) f(false);
     }
 
     // Step one for both faces, after the hint missed: served (w.result), queued, refused.
@@ -401,6 +370,7 @@ private:
     void connected(slot_type& s, std::optional<connection_type> c, error_info e, time_point started) noexcept;
     void run_reset(slot_type& s, bool run) noexcept;
     void run_ping(slot_type& s, std::chrono::milliseconds timeout, bool run) noexcept;
+    void run_apply(slot_type& s, const label& want, bool run) noexcept;
     void run_probe(slot_type& s) noexcept;
     void close_connection(slot_type& s, close_reason why, actions& next) noexcept;
 

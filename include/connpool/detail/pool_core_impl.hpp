@@ -28,6 +28,13 @@ void pool_core<Factory, Clock>::run(actions& a) noexcept {
                 run_ping(slot, t, false);
             }
         }
+        for (auto& [s, want] : std::exchange(a.applies, {})) {
+            auto& slot = static_cast<slot_type&>(*s);
+            auto task = [self = this->shared_from_this(), &slot, want = std::move(want)](bool go) {
+                self->run_apply(slot, want, go);
+            };
+            if (!maint_lane_.post(task)) task(false);
+        }
         for (auto* s : std::exchange(a.probes, {})) run_probe(static_cast<slot_type&>(*s));
         for (auto& l : std::exchange(a.leaks, {})) reporter_.leak(l);
         if (std::exchange(a.drained, false)) {
@@ -193,22 +200,66 @@ void pool_core<Factory, Clock>::run_reset(slot_type& s, bool go) noexcept {
 template <class Factory, class Clock>
 void pool_core<Factory, Clock>::run_ping(slot_type& s, std::chrono::milliseconds timeout, bool go) noexcept {
     bool ok = true;
+    error_info e;
     if constexpr (has_ping<Factory>) {
         if (go) {
             try {
-                error_info e;
                 ok = factory_.ping(*s.conn, std::max(timeout, std::chrono::milliseconds(1)), e);
             } catch (...) {
                 ok = false;
+                e = thrown_error();
             }
             if (ok) s.last_used.store(coarse_now<Clock>(), std::memory_order_relaxed);
         }
     }
     (void)timeout;
+    if (!ok) {
+        if (!e) e = error_info{errc::ping_failed, "validation ping failed"};
+        if (e.message.rfind("validation", 0) != 0) e.message = "validation ping failed: " + e.message;
+    }
     actions a;
     {
         std::lock_guard lk(mutex_);
-        state_.ping_done(s, ok, now(), a);
+        state_.ping_done(s, ok, now(), a, std::move(e));
+    }
+    run(a);
+}
+
+// On the maintenance lane. The slot is the pool's while it applies (no lease holds it), so
+// its label is written here, before the state machine hands it on.
+template <class Factory, class Clock>
+void pool_core<Factory, Clock>::run_apply(slot_type& s, const label& want, bool go) noexcept {
+    bool ok = false;
+    error_info e;
+    if constexpr (has_apply<Factory>) {
+        if (go) {
+            try {
+                ok = factory_.apply(*s.conn, s.current_label, want, e);
+            } catch (...) {
+                ok = false;
+                e = thrown_error();
+            }
+        }
+    }
+    if (ok) {
+        try {
+            s.current_label = want;
+        } catch (...) {
+            ok = false;  // out of memory copying the label: its settings are unknown to us
+            e = thrown_error();
+        }
+    }
+    if (ok) {
+        s.label_hash.store(want.hash(), std::memory_order_relaxed);
+    } else if (go) {
+        // The caller who failed because of it hears why, in the server's words.
+        if (!e) e = error_info{errc::reset_failed, "apply failed"};
+        if (e.message.rfind("apply", 0) != 0) e.message = "apply failed: " + e.message;
+    }
+    actions a;
+    {
+        std::lock_guard lk(mutex_);
+        state_.apply_done(s, ok, go, std::move(e), now(), a);
     }
     run(a);
 }

@@ -171,19 +171,80 @@ public:
         (void)now;
         s.state.store(slot_state::pinging, std::memory_order_relaxed);
         s.validating_for = &w;
-        ++pinging_;
-        w.phase = waiter_phase::pinging;
+        ++checking_;
+        w.phase = waiter_phase::checking;
         w.result = &s;
         a.pings.emplace_back(&s, opts_.ping_timeout);
         a.arm(w.deadline);
     }
 
+    // w's connection s carries other settings than the label w asks for: apply() moves
+    // it, on the maintenance lane, while w can still time out or be cancelled (as during a
+    // ping), so that the step is bounded by w's deadline. A copy of the label goes with
+    // the action: w may be gone by the time the lane runs it.
+    void start_apply(waiter_base& w, slot_type& s, const label& want, actions& a) {
+        s.state.store(slot_state::applying, std::memory_order_relaxed);
+        s.validating_for = &w;
+        ++checking_;
+        w.phase = waiter_phase::checking;
+        w.result = &s;
+        a.applies.emplace_back(&s, want);
+        a.arm(w.deadline);
+    }
+
+    // apply() finished (the shell wrote the slot's new label when it succeeded; go is
+    // false when the pool stopped before it ran). The waiter still there gets s; a waiter
+    // that gave up meanwhile leaves it to the next (with its new settings), as after a
+    // ping. A failed apply leaves the settings unknown: s closes (handout_failed).
+    void apply_done(slot_type& s, bool ok, bool go, error_info e, time_point now, actions& a) {
+        --checking_;
+        waiter_base* w = std::exchange(s.validating_for, nullptr);
+        s.state.store(slot_state::leased, std::memory_order_relaxed);
+        if (!go) {
+            close_leased(s, close_reason::pool_closed, a);
+            return w != nullptr ? readmit(*w, now, a) : quota_freed(now, a);
+        }
+        if (!ok) {
+            if (w != nullptr) return handout_failed(*w, s, close_reason::reset_failed, std::move(e), now, a);
+            close_leased(s, close_reason::reset_failed, a);
+            return quota_freed(now, a);
+        }
+        if (w != nullptr && !closed()) {
+            w->validated = true;
+            return assign(*w, s, now, a);
+        }
+        hand_over(s, now, a);
+    }
+
     // The slot remembers its waiter only while the waiter still wants it: a waiter that
     // timed out, was cancelled or saw the pool close is gone, and so is the pointer.
-    void ping_done(slot_type& s, bool ok, time_point now, actions& a);
+    void ping_done(slot_type& s, bool ok, time_point now, actions& a,
+                   error_info why = error_info{errc::ping_failed, "validation ping failed"});
 
     // A delivered slot failed the hand-out check and was closed: w keeps its place.
     void readmit(waiter_base& w, time_point now, actions& a);
+
+    // After this many connections failed their hand-out for one acquire (apply, ping), it
+    // fails with the last one's error instead of trying more until its deadline.
+    static constexpr std::uint8_t max_handout_failures = 3;
+
+    // w's connection s failed a step of its hand-out (apply(), or the validation ping): s
+    // closes, as its state is unknown. A new connection's failure counts against the
+    // backoff like a failed connect, so that a step a new connection cannot fix (a role the
+    // server lacks, a server that fails every query) does not open one after another. w
+    // tries another connection, or, after max_handout_failures, fails with e at once.
+    void handout_failed(waiter_base& w, slot_type& s, close_reason why, error_info e, time_point now, actions& a) {
+        const bool fresh = s.acquires.load(std::memory_order_relaxed) == 0;
+        close_leased(s, why, a);
+        reports_.handout_failures++;
+        if (fresh) connector_.handout_failed(e, now);
+        if (++w.handout_failures < max_handout_failures || closed()) return readmit(w, now, a);
+        w.result = nullptr;
+        w.validated = false;
+        w.error = std::move(e);
+        reports_.fast_failed++;
+        a.complete(w);
+    }
 
     // The caller stops waiting (errc::cancelled, or errc::acquire_timeout at its own
     // deadline). A waiter already done is left alone: its completion is under way.
@@ -406,14 +467,15 @@ private:
         if (w.phase == waiter_phase::queued) {
             waiters_.remove(w);
             sync_waiting();
-        } else if (w.phase == waiter_phase::pinging && w.result != nullptr) {
-            // The slot stays pinging; ping_done() hands it over to someone else.
+        } else if (w.phase == waiter_phase::checking && w.result != nullptr) {
+            // The slot stays pinging or applying; ping_done() or apply_done() hands it
+            // over to someone else.
             static_cast<slot_type*>(w.result)->validating_for = nullptr;
             w.result = nullptr;
         }
     }
 
-    std::vector<waiter_base*> pinging_waiters() const;  // from the pinging slots
+    std::vector<waiter_base*> checking_waiters() const;  // from the pinging and applying slots
 
     // After every queue change: the counter the lock-free paths read, and what
     // barging_allowed() reads of the head.
@@ -477,7 +539,7 @@ private:
     std::size_t open_ = 0;       // slots holding a connection (any state but empty, connecting)
     std::size_t closing_ = 0;    // of those, being closed
     std::size_t resetting_ = 0;  // of those, being reset
-    std::size_t pinging_ = 0;    // of those, being validated for a waiter
+    std::size_t checking_ = 0;   // of those, being pinged or applied for a waiter
     // The next full housekeeping pass (eviction, leaks, probes): ticks for a deadline or a
     // reservation's end in between only expire waiters, serve and connect.
     time_point housekeeping_due_{};

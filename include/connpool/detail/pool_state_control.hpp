@@ -68,7 +68,7 @@ void pool_state<Connection>::tick(time_point now, actions& a) {
         }
         w = after;
     }
-    for (waiter_base* w : pinging_waiters()) {
+    for (waiter_base* w : checking_waiters()) {
         if (w->deadline <= now) expire(*w, now, a);
         else next = std::min(next, w->deadline);
     }
@@ -89,7 +89,7 @@ template <class Connection>
 void pool_state<Connection>::close(actions& a) {
     if (closed_.exchange(true, std::memory_order_seq_cst)) return;
     waiters_.for_each([&](waiter_base& w) { fail(w, errc::pool_closed, "pool closed", a); });
-    for (waiter_base* w : pinging_waiters()) fail(*w, errc::pool_closed, "pool closed", a);
+    for (waiter_base* w : checking_waiters()) fail(*w, errc::pool_closed, "pool closed", a);
     sync_waiting();
     slots_.for_each([&](slot_type& s) {
         for (;;) {
@@ -166,8 +166,10 @@ admit_result pool_state<Connection>::admit(waiter_base& w, time_point now, actio
                           std::to_string(w.tenant_ref->opts.quota) + " connections");
     }
     // Nobody waits, so taking an idle slot jumps no queue; or barging allows a newcomer
-    // to take one before the waiters (handoff_policy::barging).
-    const bool may_take = tenants_on() ? waiters_.empty() && !w.tenant_ref->at_quota()
+    // to take one before the waiters (handoff_policy::barging). With tenants: nobody who
+    // could take it waits (only tenants at their quota), and this tenant is below its own
+    // (issue 16: a tenant at quota held the only waiter place while connections sat idle).
+    const bool may_take = tenants_on() ? !waiters_.servable() && !w.tenant_ref->at_quota()
                                        : waiters_.empty() || barging_allowed([now] { return now; });
     if (may_take) {
         if (slot_type* s = lease_lifo(w.want_label)) return serve_now(w, *s, now);
@@ -194,13 +196,13 @@ admit_result pool_state<Connection>::admit(waiter_base& w, time_point now, actio
 }
 
 template <class Connection>
-void pool_state<Connection>::ping_done(slot_type& s, bool ok, time_point now, actions& a) {
-    --pinging_;
+void pool_state<Connection>::ping_done(slot_type& s, bool ok, time_point now, actions& a, error_info why) {
+    --checking_;
     waiter_base* w = std::exchange(s.validating_for, nullptr);
     s.state.store(slot_state::leased, std::memory_order_relaxed);
     if (!ok) {
+        if (w != nullptr) return handout_failed(*w, s, close_reason::validation_failed, std::move(why), now, a);
         close_leased(s, close_reason::validation_failed, a);
-        if (w != nullptr) return readmit(*w, now, a);
         return quota_freed(now, a);
     }
     if (w != nullptr && !closed()) {

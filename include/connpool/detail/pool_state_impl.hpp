@@ -105,11 +105,13 @@ void pool_state<Connection>::claim_for_probe(actions& a) {
 }
 
 template <class Connection>
-std::vector<waiter_base*> pool_state<Connection>::pinging_waiters() const {
+std::vector<waiter_base*> pool_state<Connection>::checking_waiters() const {
     std::vector<waiter_base*> out;
-    if (pinging_ == 0) return out;
+    if (checking_ == 0) return out;
     slots_.for_each([&](const slot_type& s) {
-        if (s.load() == slot_state::pinging && s.validating_for != nullptr) out.push_back(s.validating_for);
+        const auto st = s.load();
+        if ((st == slot_state::pinging || st == slot_state::applying) && s.validating_for != nullptr)
+            out.push_back(s.validating_for);
     });
     return out;
 }
@@ -132,7 +134,7 @@ std::string pool_state<Connection>::check_invariants(time_point now) const {
         }
         if (st == slot_state::closing) ++closing;
         if (st == slot_state::resetting) ++resetting;
-        if (st == slot_state::pinging) ++pinging;
+        if (st == slot_state::pinging || st == slot_state::applying) ++pinging;
         if (st == slot_state::idle) ++servable_idle;
     });
     if (connecting != connector_.in_flight())
@@ -140,7 +142,7 @@ std::string pool_state<Connection>::check_invariants(time_point now) const {
     if (holding != open_) fail("slots with a connection " + std::to_string(holding) + " != open " + std::to_string(open_));
     if (closing != closing_) fail("closing slots " + std::to_string(closing) + " != counter " + std::to_string(closing_));
     if (resetting != resetting_) fail("resetting slots != counter");
-    if (pinging != pinging_) fail("pinging slots != counter");
+    if (pinging != checking_) fail("pinging and applying slots != counter");
     if (open_ - closing_ + connecting > max_size_ && !over_capacity_.load())
         fail("open " + std::to_string(open_ - closing_) + " + connecting " + std::to_string(connecting) +
              " > max_size " + std::to_string(max_size_));

@@ -63,7 +63,7 @@ std::string tenant_invariants(const tenant_table& t, const slot_table<slot<Conne
     std::string broken;
     slots.for_each([&](const slot<Connection>& s) {
         const auto st = s.load();
-        if (s.tenant != nullptr && st != slot_state::leased && st != slot_state::pinging && st != slot_state::orphaned &&
+        if (s.tenant != nullptr && st != slot_state::leased && st != slot_state::pinging && st != slot_state::applying && st != slot_state::orphaned &&
             broken.empty())
             broken = std::string("a slot in state ") + to_string(st) + " still counts against a tenant";
     });

@@ -48,6 +48,8 @@ public:
     // Waiters the timer's ticks looked at, in all: a tick costs what it expires or
     // serves, not the queue's length (tests check it; not in stats()).
     std::uint64_t tick_visits = 0;
+    // Connections that failed a step of their hand-out for a caller (apply, validation).
+    std::uint64_t handout_failures = 0;
 
     // An acquire that waited in the queue was served.
     void waited(std::chrono::nanoseconds wait) noexcept {
@@ -128,7 +130,9 @@ public:
             const auto st = s.load();
             if (holds_connection(st)) ++open;
             if (counts_as_idle(st)) ++idle;
-            if (st == slot_state::resetting || st == slot_state::pinging || st == slot_state::closing) ++busy;
+            if (st == slot_state::resetting || st == slot_state::pinging || st == slot_state::applying ||
+                st == slot_state::closing)
+                ++busy;
             if (st == slot_state::leased || st == slot_state::orphaned) {
                 ++in_use;
                 if (oldest == nullptr || s.leased_at.load() < oldest->leased_at.load()) oldest = &s;

@@ -39,6 +39,10 @@ namespace connpool::detail {
 //   pinging     leased      ping_done          delivered to its waiter        yes
 //   pinging     idle/leased ping_done          its waiter gave up: hand_over  yes
 //   pinging     closing     ping_failed                                       yes
+//   leased      applying    start_apply        hand-out needs another label   yes
+//   applying    leased      apply_done         delivered to its waiter        yes
+//   applying    idle/leased apply_done         its waiter gave up: hand_over  yes
+//   applying    closing     apply_failed                                      yes
 //   probing     idle/leased probe_done         (hand_over rules)              yes
 //   probing     closing     probe_failed                                      yes
 //   orphaned    closing     return             the lease came back            yes
@@ -54,6 +58,7 @@ enum class slot_state : std::uint8_t {
     leased,      // a lease holds it, or it is on its way to a waiter
     resetting,   // returned dirty; the factory's reset runs off the caller's path
     pinging,     // chosen for a waiter; the validation ping runs
+    applying,    // chosen for a waiter; apply() moves it to the waiter's label, off its path
     probing,     // idle, but housekeeping probes it: counts as idle, cannot be claimed
     closing,     // its connection is being closed; becomes empty
     orphaned,    // was leased when the pool closed: its return closes it
@@ -67,6 +72,7 @@ constexpr const char* to_string(slot_state s) noexcept {
     case slot_state::leased: return "leased";
     case slot_state::resetting: return "resetting";
     case slot_state::pinging: return "pinging";
+    case slot_state::applying: return "applying";
     case slot_state::probing: return "probing";
     case slot_state::closing: return "closing";
     case slot_state::orphaned: return "orphaned";

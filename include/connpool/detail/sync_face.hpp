@@ -144,7 +144,7 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
                 auto& s = *static_cast<slot_type*>(w.result);
                 if (core.settle_label(w, s, want)) return core.begin_lease(s, loc, me, w.enqueued_at);
             }
-            // check_handout or settle_label queued w again, or started its ping: a
+            // check_handout or settle_label queued w again, or started its ping or apply: a
             // completion is owed.
         }
         if (!reported) {

@@ -30,7 +30,7 @@ bool tenant_servable(const tenant_table& t) noexcept;
 enum class waiter_phase : std::uint8_t {
     fresh,    // not yet admitted
     queued,   // in the queue
-    pinging,  // a connection is chosen for it and its validation ping runs
+    checking,  // a connection is chosen for it, and its validation ping or apply() runs
     done,     // its outcome (result or error) is written; its completion is under way
 };
 
@@ -43,6 +43,7 @@ struct waiter_base {
     bool validated = false;     // its result passed a validation ping just now
     bool queued_once = false;   // it entered the queue at least once: it waited
     bool wait_counted = false;  // its wait is in stats().waited already (once per acquire)
+    std::uint8_t handout_failures = 0;  // connections that failed their hand-out for it (apply, ping)
 
     time_point deadline = time_point::max();
     time_point enqueued_at{};
@@ -62,7 +63,7 @@ struct waiter_base {
     slot_base* result = nullptr;
     error_info error;
 
-    bool pending() const noexcept { return phase == waiter_phase::queued || phase == waiter_phase::pinging; }
+    bool pending() const noexcept { return phase == waiter_phase::queued || phase == waiter_phase::checking; }
 };
 
 // The waiters, served oldest first. Guarded by the pool's lock. next_to_serve() is the

@@ -64,6 +64,7 @@ const char* slot_letter(connpool::detail::slot_state s) {
     case slot_state::leased: return "b";
     case slot_state::resetting: return "r";
     case slot_state::pinging: return "p";
+    case slot_state::applying: return "p";  // drawn as a check in progress, as a ping
     case slot_state::probing: return "q";
     case slot_state::closing: return "x";
     case slot_state::orphaned: return "o";
