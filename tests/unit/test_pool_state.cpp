@@ -1145,3 +1145,25 @@ TEST_CASE("validation that fails on every new connection fails the acquire after
     CHECK(d.connects_started == before);
     REQUIRE_SOUND(d);
 }
+
+TEST_CASE("dead old connections failing their validation do not count towards failing the acquire",
+          "[unit][state][validation]") {
+    // After a server restart every idle connection is dead: a new connection fixes that, so
+    // the acquire goes through all of them and gets a new one.
+    options o = quiet();
+    o.max_size = 5;
+    o.validation = validation_mode::always;
+    driver d(o, 5);
+    lease_n(d, 5);
+    for (std::size_t c = 0; c < 5; ++c) d.give_back(c);
+    d.acquire(0, 10000ms);
+    for (int i = 0; i < 5; ++i) {
+        REQUIRE(d.pings.size() == 1);
+        d.ping_done(0, false);
+        while (!d.closes.empty()) d.close_done();
+    }
+    CHECK(d.waits(0));
+    while (!d.connects.empty()) d.connect_ok();
+    CHECK(d.holds(0));
+    REQUIRE_SOUND(d);
+}

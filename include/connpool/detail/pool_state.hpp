@@ -224,21 +224,24 @@ public:
     // A delivered slot failed the hand-out check and was closed: w keeps its place.
     void readmit(waiter_base& w, time_point now, actions& a);
 
-    // After this many connections failed their hand-out for one acquire (apply, ping), it
-    // fails with the last one's error instead of trying more until its deadline.
+    // After this many new connections failed their hand-out for one acquire (apply, ping),
+    // it fails with the last one's error instead of trying more until its deadline.
     static constexpr std::uint8_t max_handout_failures = 3;
 
     // w's connection s failed a step of its hand-out (apply(), or the validation ping): s
     // closes, as its state is unknown. A new connection's failure counts against the
     // backoff like a failed connect, so that a step a new connection cannot fix (a role the
     // server lacks, a server that fails every query) does not open one after another. w
-    // tries another connection, or, after max_handout_failures, fails with e at once.
+    // tries another connection, or, after max_handout_failures new ones failed for it,
+    // fails with e at once. Old connections that fail (dead after a server restart) do not
+    // count: a new connection is exactly what fixes them.
     void handout_failed(waiter_base& w, slot_type& s, close_reason why, error_info e, time_point now, actions& a) {
         const bool fresh = s.acquires.load(std::memory_order_relaxed) == 0;
         close_leased(s, why, a);
         reports_.handout_failures++;
-        if (fresh) connector_.handout_failed(e, now);
-        if (++w.handout_failures < max_handout_failures || closed()) return readmit(w, now, a);
+        if (!fresh || closed()) return readmit(w, now, a);
+        connector_.handout_failed(e, now);
+        if (++w.handout_failures < max_handout_failures) return readmit(w, now, a);
         w.result = nullptr;
         w.validated = false;
         w.error = std::move(e);

@@ -43,7 +43,7 @@ struct waiter_base {
     bool validated = false;     // its result passed a validation ping just now
     bool queued_once = false;   // it entered the queue at least once: it waited
     bool wait_counted = false;  // its wait is in stats().waited already (once per acquire)
-    std::uint8_t handout_failures = 0;  // connections that failed their hand-out for it (apply, ping)
+    std::uint8_t handout_failures = 0;  // new connections that failed their hand-out for it
 
     time_point deadline = time_point::max();
     time_point enqueued_at{};
