@@ -112,6 +112,9 @@ struct pool_stats {
     std::uint64_t rejected = 0;           // acquires refused with too_many_waiters
     std::uint64_t fast_failed = 0;        // acquires failed at once with the last connect error
     std::uint64_t leaks_reported = 0;     // leases reported by leak detection
+    std::uint64_t label_hits = 0;         // labelled acquires whose connection already carried the label
+    std::uint64_t label_applies = 0;      // apply() calls started to move a connection to a label
+    std::uint64_t label_apply_failures = 0;  // of those, how many failed (the connection closed)
     std::array<std::uint64_t, close_reason_count> closed{};  // indexed by close_reason
 
     // Acquire wait, over every acquire that succeeded (those that did not wait count as 0).

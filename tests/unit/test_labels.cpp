@@ -315,3 +315,17 @@ TEST_CASE("apply() is bounded by the caller's deadline and cancellation, and its
     CHECK(srv->of(l->id) == label{});
     CHECK(srv->wrong_from == 0);
 }
+
+TEST_CASE("stats() count label hits, applies and apply failures", "[unit][labels][stats]") {
+    label_factory f;
+    auto srv = f.srv;
+    pool<label_factory> p(f, no_reset(1));
+    { auto l = p.acquire(A); }  // apply: clean -> A
+    { auto l = p.acquire(A); }  // hit
+    srv->fail_next = 1;
+    { auto l = p.acquire(B); }  // apply A -> B fails (closes), then clean -> B on a new one
+    const auto st = p.stats();
+    CHECK(st.label_hits == 1);
+    CHECK(st.label_applies == 3);
+    CHECK(st.label_apply_failures == 1);
+}

@@ -67,6 +67,9 @@ pool_stats sample_stats() {
     s.rejected = 13;
     s.fast_failed = 19;
     s.leaks_reported = 29;
+    s.label_hits = 41;
+    s.label_applies = 43;
+    s.label_apply_failures = 47;
     s.closed[static_cast<std::size_t>(close_reason::lifetime)] = 31;
     s.closed[static_cast<std::size_t>(close_reason::broken)] = 37;
     s.wait_max = std::chrono::microseconds(2500);
@@ -170,6 +173,9 @@ TEST_CASE("every semantic-convention instrument carries the pool's name and the 
                               expected{"connpool.rejected", k::counter, "{request}", 13},
                               expected{"connpool.fast_failed", k::counter, "{request}", 19},
                               expected{"connpool.leaks_reported", k::counter, "{lease}", 29},
+                              expected{"connpool.label.hits", k::counter, "{lease}", 41},
+                              expected{"connpool.label.applies", k::counter, "{call}", 43},
+                              expected{"connpool.label.apply_failures", k::counter, "{call}", 47},
                               expected{"connpool.wait.max", k::gauge, "s", 0.0025}}) {
         INFO(e.name);
         const auto* p = find_point(points, e.name);
@@ -384,3 +390,21 @@ TEST_CASE("the prometheus-cpp collectable serializes to the same samples as the 
     CHECK(collectable->size() == 1);
 }
 #endif
+
+TEST_CASE("tenant cancellations and the label counters are exported in both forms", "[metrics][otel][prometheus]") {
+    pool_stats s = sample_stats();
+    tenant_stats t;
+    t.id = 7;
+    t.name = "acme";
+    t.cancelled = 5;
+    s.tenants.push_back(t);
+    const auto points = to_instruments("primary", s);
+    const auto* cancelled = find_point(points, "connpool.tenant.cancelled", "connpool.tenant", "acme");
+    REQUIRE(cancelled);
+    CHECK(cancelled->value == 5);
+    const std::string text = to_prometheus_text("primary", s);
+    CHECK_THAT(text, Catch::Contains("connpool_tenant_cancelled_total{"));
+    CHECK_THAT(text, Catch::Contains("connpool_label_hits_total{"));
+    CHECK_THAT(text, Catch::Contains("connpool_label_applies_total{"));
+    CHECK_THAT(text, Catch::Contains("connpool_label_apply_failures_total{"));
+}

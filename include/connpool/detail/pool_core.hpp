@@ -109,12 +109,20 @@ public:
         return s.label_hash.load(std::memory_order_relaxed) == want.hash() && s.current_label == want;
     }
 
+    // A labelled acquire found its settings on the connection (stats().label_hits).
+    void note_label_hit(const label& want) noexcept {
+        if (!want.empty()) state_.reports().label_hits.fetch_add(1, std::memory_order_relaxed);
+    }
+
     // Before delivery: w's connection s gets the settings asked for (the empty label:
     // clean). True: it carries them (one load and a compare), deliver it. False: apply()
     // was started for w on the maintenance lane, where it is bounded by w's deadline and
     // w stays cancellable (pool_state::start_apply); w's completion comes with its result.
     bool settle_label(waiter_base& w, slot_type& s, const label& want) {
-        if (carries(s, want)) return true;
+        if (carries(s, want)) {
+            if (!w.applied) note_label_hit(want);
+            return true;
+        }
         if constexpr (has_apply<Factory>) {
             control([&](state_type& st, time_point, actions& a) { st.start_apply(w, s, want, a); });
             return false;

@@ -189,6 +189,7 @@ public:
         w.phase = waiter_phase::checking;
         w.result = &s;
         a.applies.emplace_back(&s, want);
+        ++reports_.label_applies;
         a.arm(w.deadline);
     }
 
@@ -205,12 +206,14 @@ public:
             return w != nullptr ? readmit(*w, now, a) : quota_freed(now, a);
         }
         if (!ok) {
+            ++reports_.label_apply_failures;
             if (w != nullptr) return handout_failed(*w, s, close_reason::reset_failed, std::move(e), now, a);
             close_leased(s, close_reason::reset_failed, a);
             return quota_freed(now, a);
         }
         if (w != nullptr && !closed()) {
             w->validated = true;
+            w->applied = true;
             return assign(*w, s, now, a);
         }
         hand_over(s, now, a);

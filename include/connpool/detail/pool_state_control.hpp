@@ -242,6 +242,7 @@ template <class Connection>
 void pool_state<Connection>::readmit(waiter_base& w, time_point now, actions& a) {
     w.result = nullptr;
     w.validated = false;
+    w.applied = false;
     if (closed()) return fail(w, errc::pool_closed, "pool closed", a);  // close() failed the queue already
     if (now >= w.deadline) return expire(w, now, a);
     w.phase = waiter_phase::queued;  // not fresh: keeps its enqueued_at

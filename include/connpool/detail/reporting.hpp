@@ -50,6 +50,12 @@ public:
     std::uint64_t tick_visits = 0;
     // Connections that failed a step of their hand-out for a caller (apply, validation).
     std::uint64_t handout_failures = 0;
+    // Labels: apply() runs started and failed (under the lock), and labelled acquires
+    // that found their settings already on the connection (counted where they are found,
+    // without the lock).
+    std::uint64_t label_applies = 0;
+    std::uint64_t label_apply_failures = 0;
+    std::atomic<std::uint64_t> label_hits{0};
 
     // An acquire that waited in the queue was served.
     void waited(std::chrono::nanoseconds wait) noexcept {
@@ -91,6 +97,9 @@ public:
         st.rejected = rejected;
         st.fast_failed = fast_failed;
         st.leaks_reported = leaks_reported;
+        st.label_hits = label_hits.load(std::memory_order_relaxed);
+        st.label_applies = label_applies;
+        st.label_apply_failures = label_apply_failures;
         st.closed = closed_by_;
         // Acquires served at once waited 0: they count in the first bucket.
         st.wait_time = wait_time_;

@@ -112,7 +112,10 @@ typename Core::lease_type blocking_acquire(Core& core, std::chrono::milliseconds
         const auto v = judge_handout(Core::state_type::facts_of(*pre, t), core.state().facts(), core.opts(),
                                      Core::can_ping);
         // The hint matched want's hash; only an exact match is delivered as it is.
-        if (v.kind == handout_kind::deliver && core.carries(*pre, want)) return core.begin_lease(*pre, loc, me, {}, t);
+        if (v.kind == handout_kind::deliver && core.carries(*pre, want)) {
+            core.note_label_hit(want);
+            return core.begin_lease(*pre, loc, me, {}, t);
+        }
     }
     sync_waiter w;
     w.site = loc;

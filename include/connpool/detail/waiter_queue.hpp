@@ -40,7 +40,8 @@ struct waiter_base {
     waiter_base* next = nullptr;
     waiter_phase phase = waiter_phase::fresh;
     bool is_async = false;
-    bool validated = false;     // its result passed a validation ping just now
+    bool validated = false;     // its result passed a validation ping (or an apply()) just now
+    bool applied = false;       // its result was just moved to its label by apply()
     bool queued_once = false;   // it entered the queue at least once: it waited
     bool wait_counted = false;  // its wait is in stats().waited already (once per acquire)
     std::uint8_t handout_failures = 0;  // new connections that failed their hand-out for it

@@ -190,6 +190,8 @@ inline void append_tenant_instruments(std::vector<instrument>& out, std::string_
          [](const tenant_stats& t) { return t.timeouts; });
     each("connpool.tenant.quota_refused", k::counter, "{request}", "The tenant's acquires refused at its quota",
          [](const tenant_stats& t) { return t.quota_refused; });
+    each("connpool.tenant.cancelled", k::counter, "{request}", "The tenant's acquires cancelled by their caller",
+         [](const tenant_stats& t) { return t.cancelled; });
     for (const auto& t : s.tenants) {
         detail::add_histogram(out, pool, "connpool.tenant.wait_time", "The tenant's acquire wait", t.wait_time, opts);
         out.back().attributes.push_back({std::string(names::tenant), t.name});
@@ -249,6 +251,12 @@ inline void append_instruments(std::vector<instrument>& out, std::string_view po
               "Acquires failed at once with the last connect error", d(s.fast_failed));
     add_point(out, pool, "connpool.leaks_reported", k::counter, "{lease}", "Leases reported by leak detection",
               d(s.leaks_reported));
+    add_point(out, pool, "connpool.label.hits", k::counter, "{lease}",
+              "Labelled acquires whose connection already carried the label", d(s.label_hits));
+    add_point(out, pool, "connpool.label.applies", k::counter, "{call}",
+              "apply() calls that moved a connection to a label", d(s.label_applies));
+    add_point(out, pool, "connpool.label.apply_failures", k::counter, "{call}",
+              "apply() calls that failed (the connection closed)", d(s.label_apply_failures));
     for (std::size_t r = 0; r < close_reason_count; ++r) {
         add_point(out, pool, "connpool.closed", k::counter, "{connection}", "Connections closed, by reason",
                   d(s.closed[r]), {{std::string(names::close_reason), to_string(static_cast<close_reason>(r))}});
