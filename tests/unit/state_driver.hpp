@@ -275,18 +275,22 @@ public:
         now = target;
     }
 
+    // Over the callers' current waiters only (the run keeps every waiter it ever made).
     time_point next_look() const {
         time_point t = time_point::max();
         if (opts.handoff != handoff_policy::barging) return t;
-        for (const auto& w : waiters) {
-            if (w->phase == waiter_phase::queued && !w->looked && !w->is_async) t = std::min(t, st.look_at(w->enqueued_at));
+        for (const auto& k : callers) {
+            const test_waiter* w = k.waiting;
+            if (w != nullptr && w->phase == waiter_phase::queued && !w->looked && !w->is_async)
+                t = std::min(t, st.look_at(w->enqueued_at));
         }
         return t;
     }
 
     void look_when_starving() {
-        for (const auto& w : waiters) {
-            if (w->phase != waiter_phase::queued || w->looked || w->is_async) continue;
+        for (auto& k : callers) {
+            test_waiter* w = k.waiting;
+            if (w == nullptr || w->phase != waiter_phase::queued || w->looked || w->is_async) continue;
             if (now < st.look_at(w->enqueued_at)) continue;
             w->looked = true;
             st.waiter_starving(now, a_);

@@ -91,6 +91,7 @@ TEST_CASE("issue 20 defect 2: a blocking waiter takes a connection left idle whi
     const error_code ec = result.get_future().get();
     CHECK_FALSE(ec);  // on 0.2: acquire_timeout, "1 idle", as only the blocked timer could end the reservation
     waiter.join();
+    ctx.stop();  // once the hogging handler has ended
     io.join();
 }
 
