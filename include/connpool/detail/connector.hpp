@@ -32,6 +32,7 @@ public:
         --in_flight_;
         request_.attempt = 0;
         last_error_.clear();
+        last_was_handout_ = false;
         backoff_until_ = time_point{};
     }
 
@@ -45,15 +46,19 @@ public:
         if (message.rfind(prefix, 0) != 0) message = prefix + ": " + message;
         last_error_ =
             error_info{make_error_code(timed_out ? errc::connect_timeout : errc::connect_failed), std::move(message)};
+        last_was_handout_ = false;
         backoff_until_ = now + backoff_delay(request_.attempt, opts_.backoff_initial, opts_.backoff_max, unit());
     }
 
     // A new connection connected but failed its first hand-out (apply, validation): a new
     // connection will not fix that, so it counts as a failed connect for the backoff, and
     // its error (which names the step) is the one callers are told.
+    // Connects themselves succeed then, so it never makes other callers fail fast: they
+    // wait for the backoff and a new connection (an unlabelled one may well work).
     void handout_failed(error_info e, time_point now) {
         ++request_.attempt;
         last_error_ = std::move(e);
+        last_was_handout_ = true;
         backoff_until_ = now + backoff_delay(request_.attempt, opts_.backoff_initial, opts_.backoff_max, unit());
     }
 
@@ -64,7 +69,7 @@ public:
     // While no connection exists or is being made, and the last connect failed recently,
     // waiting could only end in a timeout: say why at once instead.
     bool failing_fast(std::size_t open, time_point now) const noexcept {
-        return last_error_ && open == 0 && in_flight_ == 0 && now < backoff_until_;
+        return last_error_ && !last_was_handout_ && open == 0 && in_flight_ == 0 && now < backoff_until_;
     }
 
     std::string fast_fail_message(time_point now) const {
@@ -86,6 +91,7 @@ private:
     connect_request request_;
     std::size_t in_flight_ = 0;
     error_info last_error_;
+    bool last_was_handout_ = false;  // last_error_ is a hand-out step's, not a connect's
     time_point backoff_until_{};
 };
 

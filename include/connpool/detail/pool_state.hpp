@@ -236,10 +236,11 @@ public:
     // backoff like a failed connect, so that a step a new connection cannot fix (a role the
     // server lacks, a server that fails every query) does not open one after another. w
     // tries another connection, or, after max_handout_failures new ones failed for it,
-    // fails with e at once. Old connections that fail (dead after a server restart) do not
-    // count: a new connection is exactly what fixes them.
+    // fails with e at once. New means opened while w waited: older ones that fail (idle
+    // ones dead after a server restart) do not count, as a new connection is exactly what
+    // fixes them.
     void handout_failed(waiter_base& w, slot_type& s, close_reason why, error_info e, time_point now, actions& a) {
-        const bool fresh = s.acquires.load(std::memory_order_relaxed) == 0;
+        const bool fresh = s.created_at >= w.enqueued_at;
         close_leased(s, why, a);
         reports_.handout_failures++;
         if (!fresh || closed()) return readmit(w, now, a);
