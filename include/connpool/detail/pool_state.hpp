@@ -167,57 +167,19 @@ public:
     // what w has left: a ping cut short by its caller's deadline would close a healthy
     // connection whose round trip is merely longer than that. One that outlives its caller
     // completes on its own, and its connection goes back (ping_done).
-    void start_validation(waiter_base& w, slot_type& s, time_point now, actions& a) {
-        (void)now;
-        s.state.store(slot_state::pinging, std::memory_order_relaxed);
-        s.validating_for = &w;
-        ++checking_;
-        w.phase = waiter_phase::checking;
-        w.result = &s;
-        a.pings.emplace_back(&s, opts_.ping_timeout);
-        a.arm(w.deadline);
-    }
+    void start_validation(waiter_base& w, slot_type& s, time_point now, actions& a);
 
     // w's connection s carries other settings than the label w asks for: apply() moves
     // it, on the maintenance lane, while w can still time out or be cancelled (as during a
     // ping), so that the step is bounded by w's deadline. A copy of the label goes with
     // the action: w may be gone by the time the lane runs it.
-    void start_apply(waiter_base& w, slot_type& s, const label& want, actions& a) {
-        s.state.store(slot_state::applying, std::memory_order_relaxed);
-        s.validating_for = &w;
-        ++checking_;
-        w.phase = waiter_phase::checking;
-        w.result = &s;
-        a.applies.emplace_back(&s, want);
-        ++reports_.label_applies;
-        a.arm(w.deadline);
-    }
+    void start_apply(waiter_base& w, slot_type& s, const label& want, actions& a);
 
     // apply() finished (the shell wrote the slot's new label when it succeeded; go is
     // false when the pool stopped before it ran). The waiter still there gets s; a waiter
     // that gave up meanwhile leaves it to the next (with its new settings), as after a
     // ping. A failed apply leaves the settings unknown: s closes (handout_failed).
-    void apply_done(slot_type& s, bool ok, bool go, error_info e, time_point now, actions& a) {
-        --checking_;
-        waiter_base* w = std::exchange(s.validating_for, nullptr);
-        s.state.store(slot_state::leased, std::memory_order_relaxed);
-        if (!go) {
-            close_leased(s, close_reason::pool_closed, a);
-            return w != nullptr ? readmit(*w, now, a) : quota_freed(now, a);
-        }
-        if (!ok) {
-            ++reports_.label_apply_failures;
-            if (w != nullptr) return handout_failed(*w, s, close_reason::reset_failed, std::move(e), now, a);
-            close_leased(s, close_reason::reset_failed, a);
-            return quota_freed(now, a);
-        }
-        if (w != nullptr && !closed()) {
-            w->validated = true;
-            w->applied = true;
-            return assign(*w, s, now, a);
-        }
-        hand_over(s, now, a);
-    }
+    void apply_done(slot_type& s, bool ok, bool go, error_info e, time_point now, actions& a);
 
     // The slot remembers its waiter only while the waiter still wants it: a waiter that
     // timed out, was cancelled or saw the pool close is gone, and so is the pointer.
@@ -239,19 +201,7 @@ public:
     // fails with e at once. New means opened while w waited: older ones that fail (idle
     // ones dead after a server restart) do not count, as a new connection is exactly what
     // fixes them.
-    void handout_failed(waiter_base& w, slot_type& s, close_reason why, error_info e, time_point now, actions& a) {
-        const bool fresh = s.created_at >= w.enqueued_at;
-        close_leased(s, why, a);
-        reports_.handout_failures++;
-        if (!fresh || closed()) return readmit(w, now, a);
-        connector_.handout_failed(e, now);
-        if (++w.handout_failures < max_handout_failures) return readmit(w, now, a);
-        w.result = nullptr;
-        w.validated = false;
-        w.error = std::move(e);
-        reports_.fast_failed++;
-        a.complete(w);
-    }
+    void handout_failed(waiter_base& w, slot_type& s, close_reason why, error_info e, time_point now, actions& a);
 
     // The caller stops waiting (errc::cancelled, or errc::acquire_timeout at its own
     // deadline). A waiter already done is left alone: its completion is under way.
@@ -402,24 +352,7 @@ private:
     // reach its idle timeout). The CAS decides races with the lock-free paths.
     // With want (a label hash), one that carries that label first, then a clean one, then
     // any: LIFO within each. Without labels in use every slot ranks the same: plain LIFO.
-    slot_type* lease_lifo(std::uint64_t want = 0) noexcept {
-        for (;;) {
-            slot_type* best = nullptr;
-            std::uint64_t best_used = 0;
-            int best_rank = -1;
-            slots_.for_each([&](slot_type& s) {
-                if (s.load() != slot_state::idle) return;
-                const auto used = s.recency.load(std::memory_order_relaxed);
-                const int rank = label_rank(s, want);
-                if (best == nullptr || rank > best_rank || (rank == best_rank && used > best_used)) {
-                    best = &s;
-                    best_used = used;
-                    best_rank = rank;
-                }
-            });
-            if (best == nullptr || best->cas(slot_state::idle, slot_state::leased)) return best;
-        }
-    }
+    slot_type* lease_lifo(std::uint64_t want = 0) noexcept;
 
     static int label_rank(const slot_type& s, std::uint64_t want) noexcept {
         const auto h = s.label_hash.load(std::memory_order_relaxed);
@@ -428,14 +361,7 @@ private:
 
     // s (claimed) carries other settings than the waiter wants: trade it for an idle one
     // that ranks higher, if there is one, and publish s idle again.
-    slot_type* rematch(slot_type& s, std::uint64_t want) noexcept {
-        slot_type* b = lease_lifo(want);
-        if (b == nullptr) return &s;
-        slot_type& keep = label_rank(*b, want) > label_rank(s, want) ? *b : s;
-        slot_type& back = &keep == b ? s : *b;
-        back.state.store(slot_state::idle, std::memory_order_release);
-        return &keep;
-    }
+    slot_type* rematch(slot_type& s, std::uint64_t want) noexcept;
 
     // The waiter a handed-over connection goes to: the oldest, or under waiter_order::lifo
     // the newest unless the oldest is starving. Dequeued.
@@ -554,6 +480,7 @@ private:
 
 }  // namespace connpool::detail
 
+#include <connpool/detail/pool_state_checks.hpp>
 #include <connpool/detail/pool_state_control.hpp>
 #include <connpool/detail/pool_state_impl.hpp>
 #include <connpool/detail/pool_state_tenants.hpp>

@@ -86,6 +86,36 @@ void pool_state<Connection>::evict_idle(time_point now, actions& a) {
 }
 
 template <class Connection>
+typename pool_state<Connection>::slot_type* pool_state<Connection>::lease_lifo(std::uint64_t want) noexcept {
+    for (;;) {
+        slot_type* best = nullptr;
+        std::uint64_t best_used = 0;
+        int best_rank = -1;
+        slots_.for_each([&](slot_type& s) {
+            if (s.load() != slot_state::idle) return;
+            const auto used = s.recency.load(std::memory_order_relaxed);
+            const int rank = label_rank(s, want);
+            if (best == nullptr || rank > best_rank || (rank == best_rank && used > best_used)) {
+                best = &s;
+                best_used = used;
+                best_rank = rank;
+            }
+        });
+        if (best == nullptr || best->cas(slot_state::idle, slot_state::leased)) return best;
+    }
+}
+
+template <class Connection>
+typename pool_state<Connection>::slot_type* pool_state<Connection>::rematch(slot_type& s, std::uint64_t want) noexcept {
+    slot_type* b = lease_lifo(want);
+    if (b == nullptr) return &s;
+    slot_type& keep = label_rank(*b, want) > label_rank(s, want) ? *b : s;
+    slot_type& back = &keep == b ? s : *b;
+    back.state.store(slot_state::idle, std::memory_order_release);
+    return &keep;
+}
+
+template <class Connection>
 void pool_state<Connection>::find_leaks(time_point now, actions& a) {
     if (opts_.leak_threshold.count() == 0) return;
     slots_.for_each([&](slot_type& s) {
