@@ -78,6 +78,7 @@ struct tenant_stats {
     std::uint64_t timeouts = 0;    // its acquires that failed with acquire_timeout
     std::uint64_t cancelled = 0;   // its acquires cancelled by their caller
     std::uint64_t quota_refused = 0;  // its acquires failed with tenant_quota_exceeded
+    std::uint64_t rejected = 0;    // its acquires failed with too_many_waiters (either limit)
     // Its acquire-wait median.
     std::chrono::microseconds wait_p50{};
     // Its acquire-wait 99th percentile.

@@ -36,6 +36,10 @@ struct tenant_options {
     // At its quota an acquire waits (false) or fails at once with
     // errc::tenant_quota_exceeded (true).
     bool fail_at_quota = false;
+    // The most of this tenant's callers that may wait at once; one more fails at once with
+    // errc::too_many_waiters. 0: no limit but the pool's options::max_waiters. It keeps
+    // one tenant's queue from filling the pool's waiter places.
+    std::size_t max_waiters = 0;
     // For stats and metrics labels; empty: the id's number.
     std::string name{};
 };

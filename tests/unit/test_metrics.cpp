@@ -391,19 +391,25 @@ TEST_CASE("the prometheus-cpp collectable serializes to the same samples as the 
 }
 #endif
 
-TEST_CASE("tenant cancellations and the label counters are exported in both forms", "[metrics][otel][prometheus]") {
+TEST_CASE("tenant cancellations, tenant rejections and the label counters are exported in both forms",
+          "[metrics][otel][prometheus]") {
     pool_stats s = sample_stats();
     tenant_stats t;
     t.id = 7;
     t.name = "acme";
     t.cancelled = 5;
+    t.rejected = 3;
     s.tenants.push_back(t);
     const auto points = to_instruments("primary", s);
     const auto* cancelled = find_point(points, "connpool.tenant.cancelled", "connpool.tenant", "acme");
     REQUIRE(cancelled);
     CHECK(cancelled->value == 5);
+    const auto* rejected = find_point(points, "connpool.tenant.rejected", "connpool.tenant", "acme");
+    REQUIRE(rejected);
+    CHECK(rejected->value == 3);
     const std::string text = to_prometheus_text("primary", s);
     CHECK_THAT(text, Catch::Contains("connpool_tenant_cancelled_total{"));
+    CHECK_THAT(text, Catch::Contains("connpool_tenant_rejected_total{"));
     CHECK_THAT(text, Catch::Contains("connpool_label_hits_total{"));
     CHECK_THAT(text, Catch::Contains("connpool_label_applies_total{"));
     CHECK_THAT(text, Catch::Contains("connpool_label_apply_failures_total{"));

@@ -391,3 +391,35 @@ TEST_CASE("a tenant below quota takes an idle connection while only a tenant at 
     CHECK(d.callers[2].errors == 0);
     REQUIRE_SOUND(d);
 }
+
+TEST_CASE("a tenant's max_waiters bounds its own queue: its flood is refused while another tenant still queues",
+          "[unit][tenants][max_waiters]") {
+    options o = quiet(1);
+    o.max_waiters = 10;
+    driver d(o, 6);
+    warm(d);
+    add_tenant(d, 1, tenant_options{.max_waiters = 2});
+    add_tenant(d, 2, tenant_options{});
+    for (std::size_t i = 0; i < 4; ++i) d.callers[i].tenant = 1;
+    d.callers[4].tenant = 2;
+    REQUIRE(d.acquire(5));  // the default tenant holds the only connection: everyone else queues
+    d.acquire(0);
+    d.acquire(1);
+    CHECK(d.waits(0));
+    CHECK(d.waits(1));
+    CHECK_FALSE(d.acquire(2));  // tenant 1's third waiter: over its own limit, not the pool's
+    CHECK_FALSE(d.waits(2));
+    CHECK(d.callers[2].last_error.code == errc::too_many_waiters);
+    CHECK_THAT(d.callers[2].last_error.message, Catch::Contains("tenant 1") && Catch::Contains("max_waiters = 2"));
+    d.acquire(4);  // tenant 2 still finds a place
+    CHECK(d.waits(4));
+    auto ps = d.st.snapshot(d.now);
+    CHECK(stats_of(ps, 1).rejected == 1);
+    CHECK(stats_of(ps, 2).rejected == 0);
+    CHECK(ps.rejected == 1);
+    // A place frees when a waiter leaves: the tenant may queue again.
+    d.cancel(0);
+    d.acquire(3);
+    CHECK(d.waits(3));
+    REQUIRE_SOUND(d);
+}

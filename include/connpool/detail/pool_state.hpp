@@ -341,6 +341,12 @@ private:
         return admit_result::refused;
     }
 
+    admit_result refuse_waiter(waiter_base& w, std::string message) {
+        reports_.rejected++;
+        if (tenants_on()) ++w.tenant_ref->rejected;
+        return refuse(w, errc::too_many_waiters, std::move(message));
+    }
+
     admit_result serve_now(waiter_base& w, slot_type& s, time_point now) {
         if (w.phase == waiter_phase::fresh) w.enqueued_at = now;  // a ping or readmit() measures from here
         w.result = &s;

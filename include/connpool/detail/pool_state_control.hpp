@@ -177,10 +177,14 @@ admit_result pool_state<Connection>::admit(waiter_base& w, time_point now, actio
         serve_waiters(now, a);  // idle slots belong to the waiters first
     }
     if (opts_.max_waiters != 0 && waiters_.size() >= opts_.max_waiters) {
-        reports_.rejected++;
-        return refuse(w, errc::too_many_waiters,
-                      "too many waiters: " + std::to_string(waiters_.size()) +
-                          " callers already waiting (max_waiters = " + std::to_string(opts_.max_waiters) + ")");
+        return refuse_waiter(w, "too many waiters: " + std::to_string(waiters_.size()) +
+                                    " callers already waiting (max_waiters = " + std::to_string(opts_.max_waiters) +
+                                    ")");
+    }
+    if (tenants_on() && w.tenant_ref->queue_full()) {
+        return refuse_waiter(w, "too many waiters: " + std::to_string(w.tenant_ref->queued) + " callers of tenant " +
+                                    std::to_string(w.tenant) + " already waiting (tenant_options::max_waiters = " +
+                                    std::to_string(w.tenant_ref->opts.max_waiters) + ")");
     }
     if (connector_.failing_fast(open_, now)) {
         reports_.fast_failed++;

@@ -36,13 +36,14 @@ struct tenant_rec {
     std::size_t queued = 0;
     std::uint64_t pass = 0;
 
-    std::uint64_t acquired = 0, timeouts = 0, cancelled = 0, quota_refused = 0;
+    std::uint64_t acquired = 0, timeouts = 0, cancelled = 0, quota_refused = 0, rejected = 0;
     duration_histogram wait_time;
     std::chrono::nanoseconds wait_max{};
 
     static constexpr std::uint64_t big = std::uint64_t{1} << 20;
     std::uint64_t stride() const noexcept { return big / opts.weight; }
     bool at_quota() const noexcept { return opts.quota != 0 && held >= opts.quota; }
+    bool queue_full() const noexcept { return opts.max_waiters != 0 && queued >= opts.max_waiters; }
 };
 
 class tenant_table {
@@ -184,6 +185,7 @@ public:
             t.timeouts = r->timeouts;
             t.cancelled = r->cancelled;
             t.quota_refused = r->quota_refused;
+            t.rejected = r->rejected;
             t.wait_time = r->wait_time;
             const auto longest = std::chrono::duration_cast<std::chrono::microseconds>(r->wait_max);
             t.wait_p50 = quantile(r->wait_time, 0.50, longest);

@@ -190,6 +190,8 @@ inline void append_tenant_instruments(std::vector<instrument>& out, std::string_
          [](const tenant_stats& t) { return t.timeouts; });
     each("connpool.tenant.quota_refused", k::counter, "{request}", "The tenant's acquires refused at its quota",
          [](const tenant_stats& t) { return t.quota_refused; });
+    each("connpool.tenant.rejected", k::counter, "{request}", "The tenant's acquires refused for too many waiters",
+         [](const tenant_stats& t) { return t.rejected; });
     each("connpool.tenant.cancelled", k::counter, "{request}", "The tenant's acquires cancelled by their caller",
          [](const tenant_stats& t) { return t.cancelled; });
     for (const auto& t : s.tenants) {

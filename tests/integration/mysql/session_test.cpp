@@ -244,3 +244,37 @@ TEST_CASE("a non-positive reset_timeout is refused by name", "[mysql][options]")
     }
     CHECK(what.find("connect_options::reset_timeout") != std::string::npos);
 }
+
+TEST_CASE("an acquire whose label apply() meets a frozen server ends at the caller's deadline, and the connection "
+          "comes back carrying the label once the server answers",
+          "[mysql][labels][timeout]") {
+    connpool_test::mysql::private_server srv;
+    auto fo = srv.facts().tcp();
+    // What bounds apply()'s round trips: far beyond the caller's 200 ms.
+    fo.reset_timeout = 5s;
+    fo.read_timeout = 5s;
+    fo.write_timeout = 5s;
+    connpool::options o;
+    o.max_size = 1;
+    o.acquire_timeout = 10s;
+    mysql::pool pool(mysql::factory(fo), o);
+    { auto warm = pool.acquire(); }
+    const connpool::label tz{{"time_zone", "+02:00"}};
+    srv.freeze();
+    connpool::error_code ec;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto l = pool.acquire_for(tz, 200ms, ec);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    srv.thaw();
+    CHECK_FALSE(l);
+    CHECK(ec == connpool::errc::acquire_timeout);
+    // Not a speed check: on 0.2 the caller waited for the whole apply (its reset_timeout).
+    CHECK(took < 2s);
+    auto again = pool.acquire_for(tz, 10s);
+    connpool::error_info err;
+    const auto zone = again->query_value("SELECT @@session.time_zone", err);
+    INFO(err.message);
+    REQUIRE(zone.has_value());
+    CHECK(*zone == "+02:00");
+    CHECK(pool.stats().open == 1);
+}

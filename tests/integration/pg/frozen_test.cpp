@@ -1,5 +1,6 @@
-// Reset and ping against a frozen PostgreSQL (SIGSTOP on the postmaster and the backend): each
-// gives up within its bound instead of hanging. Uses the private pg_restart_server, because
+// Reset, ping and a label's apply() against a frozen PostgreSQL (SIGSTOP on the postmaster
+// and the backend): each gives up within its bound instead of hanging, and an acquire whose
+// apply() meets a frozen backend ends at the caller's deadline. Uses the private pg_restart_server, because
 // freezing the postmaster stalls every session on it; the tests hold its resource lock.
 #include "connpool_catch.hpp"
 #include "pg_test_util.hpp"
@@ -8,6 +9,7 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -89,4 +91,37 @@ TEST_CASE("reset and ping give up on a frozen server within reset_timeout and pi
     CHECK_FALSE(f.reset(*c, e));
     CHECK(e.code == errc::reset_failed);
     CHECK(f.is_broken(*c));
+}
+
+TEST_CASE("an acquire whose label apply() meets a frozen backend ends at the caller's deadline, and the "
+          "connection comes back carrying the label once the server answers",
+          "[pg][labels][timeout]") {
+    cpg::factory_options fo;
+    fo.reset_timeout = 5s;  // bounds apply()'s round trip: far beyond the caller's 200 ms
+    connpool::options o;
+    o.max_size = 1;
+    o.acquire_timeout = 10s;
+    cpg::pool pool(cpg::factory(env().conninfo(), fo), o);
+    int backend = 0;
+    {
+        auto l = pool.acquire();
+        backend = PQbackendPID(l->native_handle());
+    }
+    const connpool::label tokyo{{"TimeZone", "Asia/Tokyo"}};
+    {
+        frozen stop({backend});
+        connpool::error_code ec;
+        const auto t0 = std::chrono::steady_clock::now();
+        auto l = pool.acquire_for(tokyo, 200ms, ec);
+        const auto took = std::chrono::steady_clock::now() - t0;
+        CHECK_FALSE(l);
+        CHECK(ec == errc::acquire_timeout);
+        // Not a speed check: on 0.2 the caller waited for the whole apply (its reset_timeout).
+        CHECK(took < 2s);
+    }
+    // Thawed: the apply ends, the connection goes back labelled (or, had it failed, closed
+    // and replaced); either way the next caller gets the label.
+    auto l = pool.acquire_for(tokyo, 10s);
+    CHECK(scalar(*l, "SELECT current_setting('TimeZone')") == "Asia/Tokyo");
+    CHECK(pool.stats().open == 1);
 }
