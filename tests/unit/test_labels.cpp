@@ -329,3 +329,42 @@ TEST_CASE("stats() count label hits, applies and apply failures", "[unit][labels
     CHECK(st.label_applies == 3);
     CHECK(st.label_apply_failures == 1);
 }
+
+TEST_CASE("a returned connection goes to a waiter near the head that asks for its label, and the head still gets the "
+          "next one",
+          "[unit][labels][handoff]") {
+    label_factory f;
+    auto srv = f.srv;
+    options o = no_reset(1);
+    o.handoff = handoff_policy::fifo;     // every return hands over: the choice is the pool's alone
+    o.starvation_bound = std::chrono::seconds(10);  // nobody starves in this test
+    pool<label_factory> p(f, o);
+    auto held = p.acquire(A);
+    REQUIRE(srv->applies == 1);
+    std::mutex m;
+    std::vector<char> order;
+    auto wait_for = [&](std::size_t n) {
+        for (int i = 0; i < 5000 && p.stats().waiting < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        REQUIRE(p.stats().waiting == n);
+    };
+    auto taker = [&](const label& want, char name) {
+        return std::thread([&, want, name] {
+            auto l = p.acquire(want);
+            CHECK(srv->of(l->id) == want);
+            std::lock_guard lk(m);
+            order.push_back(name);
+        });
+    };
+    std::thread head = taker(B, 'B');  // oldest, asks for other settings
+    wait_for(1);
+    std::thread second = taker(A, 'A');  // asks for the settings the held connection carries
+    wait_for(2);
+    held = {};
+    head.join();
+    second.join();
+    REQUIRE(order.size() == 2);
+    CHECK(order[0] == 'A');  // spared an apply: FIFO alone would have moved the session to B and back
+    CHECK(order[1] == 'B');
+    CHECK(srv->applies == 2);  // A once at the start, B once
+    CHECK(srv->wrong_from == 0);
+}

@@ -119,6 +119,11 @@ public:
     publish_result return_to_idle(slot_type& s, Now&& now) noexcept {
         if (tenants_on()) return publish_result::locked;  // the quota frees under the lock
         if (waiting() != 0) {
+            // A connection carrying settings goes through the label-aware choice of who is
+            // next (next_waiter): handing it to a waiter that wants those settings saves an
+            // apply(), a round trip, where barging saves a wake-up (issue 16's label bench:
+            // hit rate 0.22 -> 0.55 at 16 threads on 8 connections).
+            if (s.label_hash.load(std::memory_order_relaxed) != 0) return publish_result::locked;
             const time_point t = now();
             const time_point since = s.busy_since.load(std::memory_order_relaxed);
             const duration hold = since == time_point{} || since > t ? duration::zero() : t - since;
@@ -222,7 +227,7 @@ public:
         tenant_table::release(s.tenant);
         if (closed() || s.load() == slot_state::orphaned) return close_leased(s, close_reason::pool_closed, a);
         s.state.store(slot_state::leased, std::memory_order_relaxed);
-        if (waiters_.servable()) return assign(next_waiter(now), s, now, a);
+        if (waiters_.servable()) return assign(next_waiter(s, now), s, now, a);
         s.state.store(slot_state::idle, std::memory_order_release);
     }
 
@@ -373,6 +378,18 @@ private:
     // the newest unless the oldest is starving. Dequeued.
     waiter_base& next_waiter(time_point now) noexcept {
         return *waiters_.next_to_serve(opts_.queue_order == waiter_order::lifo && !starving(now));
+    }
+
+    // Who gets returned connection s. Under FIFO, while nobody starves, a waiter near the
+    // head that asks for the settings s carries goes first: a saturated pool would hand
+    // each connection to whoever is oldest, whatever label it carries, and every hand-out
+    // would pay an apply(). The starvation bound still caps how long the head waits.
+    waiter_base& next_waiter(const slot_type& s, time_point now) noexcept {
+        constexpr std::size_t label_window = 16;
+        if (opts_.queue_order == waiter_order::fifo && !starving(now)) {
+            return *waiters_.next_to_serve(s.label_hash.load(std::memory_order_relaxed), label_window);
+        }
+        return next_waiter(now);
     }
 
     // w dequeued (or its ping done): s (leased) becomes its. An acquire that queued counts

@@ -132,6 +132,23 @@ public:
         return w;
     }
 
+    // For a returned connection that carries settings `label`: without tenants, the first
+    // of the `window` oldest waiters that asks for exactly those (it is spared an apply(),
+    // a round trip), else whom next_to_serve() picks. With no labels in use every waiter
+    // asks for 0, so the head matches at once.
+    waiter_base* next_to_serve(std::uint64_t label, std::size_t window) noexcept {
+        if (tenants_ == nullptr) {
+            std::size_t seen = 0;
+            for (waiter_base* w = head_; w != nullptr && seen < window; w = w->next, ++seen) {
+                if (w->want_label == label) {
+                    remove(*w);
+                    return w;
+                }
+            }
+        }
+        return next_to_serve(false);
+    }
+
     // Turns the sub-queues on (once, under the lock): the waiters already queued join
     // their tenant's sub-queue in their order. resolve(w) sets w.tenant_ref.
     template <class Resolve>
