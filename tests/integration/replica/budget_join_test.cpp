@@ -167,7 +167,7 @@ TEST_CASE("an instance that joins under load never takes the servers past the sh
     }));
     sampler s;
     connpool::pg::cluster a(members(), probes(), pools());
-    connpool::pg::auto_budget ha(env().conninfo(0), ceiling, [&a](std::size_t n) { for (std::size_t i = 0; i < a.size(); ++i) a.host_pool(i).set_max_size(n); }, beats(table, "a"));
+    connpool::pg::auto_budget ha(a, env().conninfo(0), beats(table, "a"));
     load la(a);
     REQUIRE(eventually(10s, [&] { return most_open(a) == ha.limit(); }));  // saturated at its share
     std::this_thread::sleep_for(1s);
@@ -176,7 +176,7 @@ TEST_CASE("an instance that joins under load never takes the servers past the sh
     s.reset();
 
     connpool::pg::cluster b(members(), probes(), pools());
-    connpool::pg::auto_budget hb(env().conninfo(0), ceiling, [&b](std::size_t n) { for (std::size_t i = 0; i < b.size(); ++i) b.host_pool(i).set_max_size(n); }, beats(table, "b"));
+    connpool::pg::auto_budget hb(b, env().conninfo(0), beats(table, "b"));
     load lb(b);
     // The join is over when both have settled on the same share: the fair one for two.
     REQUIRE(eventually(20s, [&] { return ha.live_instances() == 2 && hb.limit() == ha.limit() && hb.limit() > 1; }));
