@@ -71,6 +71,10 @@ public:
         return out;
     }
 
+    // Connections the cluster keeps open to each host for itself: its prober's session. They
+    // count against the server's budget (auto_budget subtracts them from the pools' share).
+    static constexpr std::size_t own_connections_per_host = 1;
+
     // The members, as given to the constructor.
     const std::vector<cluster_member>& members() const noexcept { return members_; }
 

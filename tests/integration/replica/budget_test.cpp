@@ -47,22 +47,26 @@ TEST_CASE("two instances share the server's budget through the heartbeat table a
     connpool::pg::auto_budget ha(a, env().conninfo(0), oa);
     REQUIRE(ha.beat(5s));
     CHECK(ha.live_instances() == 1);
-    CHECK(a.stats().max_size == 50);  // 77 for one instance, capped by the configured 50
+    CHECK(a.stats().max_size == 50);  // 77 - 1 own - 2 for a joiner = 74, capped by the configured 50
 
     SECTION("a crashed instance stops counting after ttl") {
         auto ob = beats(table, "instance-b");
         ob.deregister_on_stop = false;  // act out a crash: the row stays behind
         {
             connpool::pg::auto_budget hb(b, env().conninfo(0), ob);
+            // b joins into the room a leaves: 77 - 2 for the next joiner - a's 51 - b's 1 own.
             REQUIRE(hb.beat(5s));
+            CHECK(b.stats().max_size == 23);
+            // a shrinks to the fair share, (77 - 2 - 2 x 1) / 2, and then b grows to it.
             REQUIRE(ha.beat(5s));
+            CHECK(a.stats().max_size == 36);
+            REQUIRE(hb.beat(5s));
             CHECK(ha.live_instances() == 2);
             CHECK(hb.live_instances() == 2);
-            CHECK(a.stats().max_size == 38);  // floor(0.8 x 97) / 2
-            CHECK(b.stats().max_size == 38);
+            CHECK(b.stats().max_size == 36);
         }
         // Until ttl has passed the survivor keeps its smaller share.
-        CHECK(a.stats().max_size == 38);
+        CHECK(a.stats().max_size == 36);
         REQUIRE(eventually(10s, [&] {
             ha.beat(5s);
             return ha.live_instances() == 1;
@@ -70,16 +74,17 @@ TEST_CASE("two instances share the server's budget through the heartbeat table a
         CHECK(a.stats().max_size == 50);
         std::lock_guard lk(mu);
         REQUIRE(said.size() >= 2);
-        CHECK(said[said.size() - 2] == "connpool: 2 live instances share 80 % of (100 - 3) = 77: max_size 38");
-        CHECK(said.back() ==
-              "connpool: 1 live instance share 80 % of (100 - 3) = 77: max_size 50 (the configured maximum)");
+        CHECK(said[said.size() - 2] ==
+              "connpool: 2 live instances share 80 % of (100 - 3) = 77 less 1 own each and 2 for a joiner: max_size 36");
+        CHECK(said.back() == "connpool: 1 live instance share 80 % of (100 - 3) = 77 less 1 own each and 2 for a "
+                             "joiner: max_size 50 (the configured maximum)");
     }
     SECTION("an instance that stops cleanly frees its share at the survivor's next beat") {
         {
             connpool::pg::auto_budget hb(b, env().conninfo(0), beats(table, "instance-b"));
             REQUIRE(hb.beat(5s));
             REQUIRE(ha.beat(5s));
-            CHECK(a.stats().max_size == 38);
+            CHECK(a.stats().max_size == 36);
         }
         REQUIRE(ha.beat(5s));
         CHECK(ha.live_instances() == 1);
@@ -87,4 +92,7 @@ TEST_CASE("two instances share the server's budget through the heartbeat table a
     }
     CHECK_THROWS_WITH(connpool::pg::auto_budget(a, env().conninfo(0), beats("bad name", "x")),
                       "connpool::pg::heartbeat_options::table = bad name: must be a plain identifier");
+    CHECK_THROWS_WITH(connpool::pg::auto_budget(env().conninfo(0), connpool::pg::budget_target{4, 5, 1, [](std::size_t) {}, {}},
+                                                beats(table, "x")),
+                      "connpool::pg::budget_target::min_idle = 5: must not exceed max_size (4)");
 }

@@ -11,6 +11,8 @@
 # Writes ctl.sh into the state directory:
 #   ctl.sh leader                 prints the current leader's name
 #   ctl.sh switchover FROM TO     patronictl switchover --force
+#   ctl.sh sync on|off            synchronous_mode in the DCS config; waits until a member is
+#                                 "Sync Standby" (on) or none is (off), at most 30 s
 #   ctl.sh kill-leader            SIGKILL the leader's postmaster (Patroni fails over:
 #                                 primary_start_timeout is 0, so it does not restart it in place)
 # stop-patroni.sh ENV_FILE stops everything and removes the directory and ENV_FILE.
@@ -198,8 +200,20 @@ done
     printf 'cd "$state"\n'
     cat <<'CTL'
 leader() { patronictl -c "$state/p0.yml" list -f json | /usr/bin/python3 -c 'import json,sys; print(next(m["Member"] for m in json.load(sys.stdin) if m["Role"] == "Leader"))'; }
-case ${1:?usage: ctl.sh leader|switchover FROM TO|kill-leader} in
+sync_standbys() { patronictl -c "$state/p0.yml" list -f json | /usr/bin/python3 -c 'import json,sys; print(sum(m["Role"] == "Sync Standby" for m in json.load(sys.stdin)))'; }
+case ${1:?usage: ctl.sh leader|switchover FROM TO|sync on|off|kill-leader} in
     leader) leader ;;
+    sync)
+        case ${2:?usage: ctl.sh sync on|off} in on) v=true ;; off) v=false ;; *) echo "ctl.sh: sync on|off" >&2; exit 2 ;; esac
+        timeout 30 patronictl -c "$state/p0.yml" edit-config --force -s "synchronous_mode=$v" >/dev/null
+        for _ in $(seq 1 300); do
+            n=$(sync_standbys)
+            if [[ $v == true && $n -ge 1 ]] || [[ $v == false && $n == 0 ]]; then exit 0; fi
+            sleep 0.1
+        done
+        echo "ctl.sh: synchronous_mode=$v not in effect after 30 s" >&2
+        exit 1
+        ;;
     switchover) timeout 60 patronictl -c "$state/p0.yml" switchover --leader "$2" --candidate "$3" --force >/dev/null ;;
     kill-leader)
         l=$(leader)
