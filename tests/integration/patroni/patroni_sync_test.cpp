@@ -97,12 +97,6 @@ struct synchronous_mode {
     synchronous_mode& operator=(const synchronous_mode&) = delete;
 };
 
-connpool::cluster_options probes() {
-    connpool::cluster_options o;
-    o.refresh_interval = 200ms;
-    o.probe_timeout = 500ms;
-    return o;
-}
 
 connpool::options pools() {
     connpool::options o;
@@ -114,12 +108,6 @@ connpool::options pools() {
     return o;
 }
 
-std::string primary_of(const connpool::pg::cluster& c) {
-    for (auto& h : c.hosts()) {
-        if (h.role == host_role::primary) return h.name;
-    }
-    return {};
-}
 
 // Acknowledged writes per second over d, with a fresh set of writers.
 double write_rate(connpool::pg::cluster& c, std::chrono::milliseconds d) {
@@ -132,7 +120,7 @@ double write_rate(connpool::pg::cluster& c, std::chrono::milliseconds d) {
 }  // namespace
 
 TEST_CASE("with Patroni's synchronous_mode a killed leader loses no acknowledged write", "[patroni][sync]") {
-    connpool::pg::cluster c(members({1, 1, 1}, "p"), probes(), pools());
+    connpool::pg::cluster c(members({1, 1, 1}, "p"), fast_probes(500ms), pools());
     const std::string leader = ctl_output("leader");
     REQUIRE(primary_of(c) == leader);
     c.acquire(intent::write)->exec("DROP TABLE IF EXISTS pt_sync; CREATE TABLE pt_sync (id bigint PRIMARY KEY)");

@@ -85,12 +85,6 @@ private:
     std::vector<std::thread> threads_;
 };
 
-connpool::cluster_options probes() {
-    connpool::cluster_options o;
-    o.refresh_interval = 200ms;
-    o.probe_timeout = 500ms;
-    return o;
-}
 
 // acquire_timeout is well above how long Patroni takes to fail over here (about 3 s), so that
 // an acquire that runs into it is a failure of the guarantee, never a slow machine.
@@ -104,12 +98,6 @@ connpool::options pools() {
     return o;
 }
 
-std::string primary_of(const connpool::pg::cluster& c) {
-    for (auto& h : c.hosts()) {
-        if (h.role == host_role::primary) return h.name;
-    }
-    return {};
-}
 
 // The checks both tests share, after the load has stopped.
 void check_guarantees(connpool::pg::cluster& c, tally& before, tally& during, tally& after,
@@ -148,7 +136,7 @@ void check_guarantees(connpool::pg::cluster& c, tally& before, tally& during, ta
 
 TEST_CASE("a patronictl switchover under load moves writes to the new leader with fast failures in between",
           "[patroni][failover]") {
-    connpool::pg::cluster c(members({1, 1, 1}, "p"), probes(), pools());
+    connpool::pg::cluster c(members({1, 1, 1}, "p"), fast_probes(500ms), pools());
     const std::string leader = ctl_output("leader");
     REQUIRE(primary_of(c) == leader);
     const std::string candidate = leader == "p1" ? "p2" : "p1";
@@ -168,7 +156,7 @@ TEST_CASE("a patronictl switchover under load moves writes to the new leader wit
 
 TEST_CASE("a killed Patroni leader under load is failed over and writes follow the new leader",
           "[patroni][failover]") {
-    connpool::pg::cluster c(members({1, 1, 1}, "p"), probes(), pools());
+    connpool::pg::cluster c(members({1, 1, 1}, "p"), fast_probes(500ms), pools());
     const std::string leader = ctl_output("leader");
     REQUIRE(primary_of(c) == leader);
     c.acquire(intent::write)->exec("CREATE TABLE IF NOT EXISTS pt_t (id bigserial PRIMARY KEY, who int)");

@@ -116,12 +116,6 @@ private:
     std::vector<std::thread> threads_;
 };
 
-connpool::cluster_options probes() {
-    connpool::cluster_options o;
-    o.refresh_interval = 200ms;
-    o.probe_timeout = 1000ms;
-    return o;
-}
 
 connpool::options pools() {
     connpool::options o;
@@ -166,7 +160,7 @@ TEST_CASE("an instance that joins under load never takes the servers past the sh
         return true;
     }));
     sampler s;
-    connpool::pg::cluster a(members(), probes(), pools());
+    connpool::pg::cluster a(members(), fast_probes(1000ms), pools());
     connpool::pg::auto_budget ha(a, env().conninfo(0), beats(table, "a"));
     load la(a);
     REQUIRE(eventually(10s, [&] { return most_open(a) == ha.limit(); }));  // saturated at its share
@@ -175,7 +169,7 @@ TEST_CASE("an instance that joins under load never takes the servers past the sh
     const std::size_t solo_limit = ha.limit();
     s.reset();
 
-    connpool::pg::cluster b(members(), probes(), pools());
+    connpool::pg::cluster b(members(), fast_probes(1000ms), pools());
     connpool::pg::auto_budget hb(b, env().conninfo(0), beats(table, "b"));
     load lb(b);
     // The join is over when both have settled on the same share: the fair one for two.

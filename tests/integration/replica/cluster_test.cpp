@@ -26,12 +26,6 @@ namespace intent = connpool::intent;
 
 namespace {
 
-connpool::cluster_options fast_probes() {
-    connpool::cluster_options o;
-    o.refresh_interval = 200ms;
-    o.probe_timeout = 1000ms;
-    return o;
-}
 
 connpool::options small_pools() {
     connpool::options o;
@@ -96,7 +90,7 @@ void make_table(connpool::pg::cluster& c, const std::string& name) {
 
 TEST_CASE("the cluster finds the primary and both standbys and routes writes and reads by intent",
           "[replica][cluster]") {
-    connpool::pg::cluster c(members(), fast_probes(), small_pools());
+    connpool::pg::cluster c(members(), fast_probes(1000ms), small_pools());
     auto hs = c.hosts();
     REQUIRE(hs.size() == 3);
     CHECK(hs[0].role == host_role::primary);
@@ -123,7 +117,7 @@ TEST_CASE("the cluster finds the primary and both standbys and routes writes and
 
 TEST_CASE("the async face routes by intent and completes on the caller's executor", "[replica][cluster][async]") {
     boost::asio::io_context io;
-    connpool::pg::cluster c(io.get_executor(), members(), fast_probes(), small_pools());
+    connpool::pg::cluster c(io.get_executor(), members(), fast_probes(1000ms), small_pools());
     // The two complete in either order: each is keyed by its intent.
     std::map<std::string, std::string> got;
     std::atomic<bool> on_io_thread{true};
@@ -145,7 +139,7 @@ TEST_CASE("a write fails at once with no_primary naming every host when only sta
           "[replica][cluster][failover]") {
     auto m = members();
     m.erase(m.begin());  // n1 and n2 only: both in recovery
-    connpool::pg::cluster c(m, fast_probes(), small_pools());
+    connpool::pg::cluster c(m, fast_probes(1000ms), small_pools());
 
     connpool::error_code ec;
     connpool::error_info diag;
@@ -172,7 +166,7 @@ TEST_CASE("a write fails at once with no_primary naming every host when only sta
 
 TEST_CASE("a standby with paused replay leaves read routing while it lags and comes back after resume",
           "[replica][cluster][lag]") {
-    auto o = fast_probes();
+    auto o = fast_probes(1000ms);
     o.max_replica_lag = 500ms;
     connpool::pg::cluster c(members(), o, small_pools());
     make_table(c, "lag_t");
@@ -214,7 +208,7 @@ TEST_CASE("a standby with paused replay leaves read routing while it lags and co
 
 TEST_CASE("a read with the commit token always sees the write, even with replay paused on one standby",
           "[replica][cluster][fresh]") {
-    connpool::pg::cluster c(members(), fast_probes(), small_pools());
+    connpool::pg::cluster c(members(), fast_probes(1000ms), small_pools());
     make_table(c, "ryw_t");
     // Wait until the table itself has reached both standbys.
     connpool::freshness_token t0;
@@ -253,7 +247,7 @@ TEST_CASE("a read with the commit token always sees the write, even with replay 
 
 TEST_CASE("a read_fresh acquire that checks a frozen standby returns within its timeout",
           "[replica][cluster][fresh][timeout]") {
-    auto o = fast_probes();
+    auto o = fast_probes(1000ms);
     // No probe after the first: n1 stays as first seen, so a newer token makes routing ask
     // n1's connection instead of trusting a probe.
     o.refresh_interval = 1h;
@@ -308,7 +302,7 @@ TEST_CASE("a read_fresh acquire that checks a frozen standby returns within its 
 }
 
 TEST_CASE("a slow standby gets fewer leases than a fast one under concurrent reads", "[replica][cluster][balance]") {
-    connpool::pg::cluster c(members(), fast_probes(), small_pools());
+    connpool::pg::cluster c(members(), fast_probes(1000ms), small_pools());
     std::map<std::string, std::atomic<int>> count;
     count["n0"] = 0;
     count["n1"] = 0;
@@ -338,7 +332,7 @@ TEST_CASE("a slow standby gets fewer leases than a fast one under concurrent rea
 }
 
 TEST_CASE("standby weights 2:1 give read shares close to 2:1", "[replica][cluster][balance]") {
-    connpool::pg::cluster c(members({1, 2, 1}), fast_probes(), small_pools());
+    connpool::pg::cluster c(members({1, 2, 1}), fast_probes(1000ms), small_pools());
     std::map<std::string, int> count;
     for (int i = 0; i < 900; ++i) ++count[c.acquire(intent::read).host()];
     const double ratio = static_cast<double>(count["n1"]) / count["n2"];
@@ -351,7 +345,7 @@ TEST_CASE("the budget check reads the server's max_connections and warns, clamps
           "[replica][budget]") {
     auto po = small_pools();
     po.max_size = 30;
-    connpool::pg::cluster c(members(), fast_probes(), po);
+    connpool::pg::cluster c(members(), fast_probes(1000ms), po);
     std::vector<std::string> said;
     connpool::pg::budget_options b;
     b.instances = 4;

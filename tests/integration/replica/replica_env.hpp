@@ -127,6 +127,22 @@ inline connpool::host_status status_of(const connpool::pg::cluster& c, const std
     throw std::runtime_error("no host " + name);
 }
 
+// The name of the host c sees as the primary; empty if none.
+inline std::string primary_of(const connpool::pg::cluster& c) {
+    for (auto& h : c.hosts()) {
+        if (h.role == connpool::host_role::primary) return h.name;
+    }
+    return {};
+}
+
+// Probes every 200 ms: a failover shows within a fraction of a second.
+inline connpool::cluster_options fast_probes(std::chrono::milliseconds probe_timeout) {
+    connpool::cluster_options o;
+    o.refresh_interval = std::chrono::milliseconds(200);
+    o.probe_timeout = probe_timeout;
+    return o;
+}
+
 }  // namespace connpool_test::replica
 
 #endif  // CONNPOOL_TESTS_INTEGRATION_REPLICA_ENV_HPP
