@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Starts a throwaway PostgreSQL 15 streaming-replication set: one primary (node 0) and two standbys
-# (nodes 1 and 2) made with pg_basebackup -R, each on 127.0.0.1 on a free port, in a fresh temporary
+# (nodes 1 and 2; STANDBYS of them when given, 1 or 2) made with pg_basebackup -R, each on 127.0.0.1 on a free port, in a fresh temporary
 # directory, and writes the connection facts to an env file (KEY='value' lines, fit for `source`).
 #
-#   start-cluster.sh ENV_FILE
+#   start-cluster.sh ENV_FILE [STANDBYS]
 #
 # As root everything runs as the `postgres` user (initdb and postgres refuse root), as any other
 # user as that user. Writes ctl.sh into the state directory for tests that change the topology:
@@ -14,7 +14,10 @@
 # stop-cluster.sh ENV_FILE stops every node and removes the directory and ENV_FILE.
 set -euo pipefail
 
-env_file=${1:?usage: start-cluster.sh ENV_FILE}
+env_file=${1:?usage: start-cluster.sh ENV_FILE [STANDBYS]}
+standbys=${2:-2}
+[[ $standbys == [12] ]] || { echo "start-cluster.sh: STANDBYS must be 1 or 2, not $standbys" >&2; exit 2; }
+nodes=$(seq 0 "$standbys")
 # Resolved now: the servers below run with their own working directory (see the cd below).
 env_file=$(realpath -m -- "$env_file")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -134,7 +137,7 @@ SQL
 
 # --- the standbys ----------------------------------------------------------------------------------
 # -c fast: without it pg_basebackup waits for the next scheduled checkpoint.
-for n in 1 2; do
+for n in $(seq 1 "$standbys"); do
     as_server "$pg_bin/pg_basebackup" -D "$state/n$n" -R -X stream -c fast \
         -d "host=127.0.0.1 port=${ports[0]} user=replicator password=$repl_password application_name=n$n" \
         >"$state/basebackup-n$n.log" 2>&1 || { cat "$state/basebackup-n$n.log" >&2; fail "pg_basebackup for node $n failed"; }
@@ -145,7 +148,7 @@ done
 streaming=0
 for _ in $(seq 1 200); do
     s=$(admin "${ports[0]}" -tA -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null || echo 0)
-    if [[ $s == 2 ]]; then streaming=1; break; fi
+    if [[ $s == "$standbys" ]]; then streaming=1; break; fi
     sleep 0.1
 done
 (( streaming )) || fail "the standbys are not streaming"
@@ -157,7 +160,7 @@ done
     printf '# Changes the topology of the test set in %s (see start-cluster.sh).\n' "$state"
     printf 'set -euo pipefail\n'
     printf 'state=%q\npg_bin=%q\nserver_user=%q\nrepl_password=%q\n' "$state" "$pg_bin" "$server_user" "$repl_password"
-    printf 'ports=(%s %s %s)\n' "${ports[0]}" "${ports[1]}" "${ports[2]}"
+    printf 'ports=(%s)\n' "${ports[*]}"
     cat <<'CTL'
 if [[ $(id -u) == 0 ]]; then as_server() { runuser -u "$server_user" -- "$@"; }; else as_server() { "$@"; }; fi
 cmd=${1:?usage: ctl.sh kill|start|promote|rejoin N [M]}
@@ -191,7 +194,7 @@ fact CONNPOOL_REPLICA_STATE_DIR "$state"
 fact CONNPOOL_PG_BIN "$pg_bin"
 fact CONNPOOL_REPLICA_CTL "$state/ctl.sh"
 fact CONNPOOL_REPLICA_PASSWORD "$app_password"
-for n in 0 1 2; do
+for n in $nodes; do
     fact "CONNPOOL_REPLICA_PORT_$n" "${ports[$n]}"
     fact "CONNPOOL_REPLICA_CONNINFO_$n" "host=127.0.0.1 port=${ports[$n]} user=app dbname=connpool_test password=$app_password sslmode=disable"
     fact "CONNPOOL_REPLICA_ADMIN_CONNINFO_$n" "host=127.0.0.1 port=${ports[$n]} user=postgres dbname=postgres password=$admin_password sslmode=disable"
@@ -199,4 +202,4 @@ done
 chmod 600 "$tmp_env"
 mv "$tmp_env" "$env_file"
 finished=1
-log "primary on 127.0.0.1:${ports[0]}, standbys on ${ports[1]} and ${ports[2]}; facts in $env_file"
+log "primary on 127.0.0.1:${ports[0]}, standbys on ${ports[*]:1}; facts in $env_file"

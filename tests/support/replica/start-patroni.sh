@@ -230,7 +230,11 @@ tmp_env=$(mktemp "$env_file.XXXXXX")
 fact() { printf "%s='%s'\n" "$1" "$2" >>"$tmp_env"; }
 fact CONNPOOL_PATRONI_STATE_DIR "$state"
 fact CONNPOOL_REPLICA_CTL "$state/ctl.sh"
+fact CONNPOOL_REPLICA_PASSWORD "$app_password"
 for n in 0 1 2; do
+    # The proxies in front of the set (tests/support/proxy) check each node's REST API.
+    fact "CONNPOOL_REPLICA_PORT_$n" "${pg_ports[$n]}"
+    fact "CONNPOOL_PATRONI_API_PORT_$n" "${api_ports[$n]}"
     fact "CONNPOOL_REPLICA_CONNINFO_$n" "host=127.0.0.1 port=${pg_ports[$n]} user=app dbname=connpool_test password=$app_password sslmode=disable"
     fact "CONNPOOL_REPLICA_ADMIN_CONNINFO_$n" "host=127.0.0.1 port=${pg_ports[$n]} user=postgres dbname=postgres password=$admin_password sslmode=disable"
 done
