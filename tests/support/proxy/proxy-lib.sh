@@ -53,3 +53,32 @@ eventually() {
 
 # A fact line for the env file: KEY='value'.
 fact() { printf "%s='%s'\n" "$1" "$2"; }
+
+# proxy_setup NAME PROGRAM PACKAGE DEPENDENCY_ENV: what every launcher does first. Stops a
+# previous instance of ENV_FILE, checks for PROGRAM, sources the fixture it stands in front of,
+# makes the state directory and cds into it (the server inherits this working directory: one
+# its user can enter, never the checkout), names it in ENV_FILE at once (a killed launcher is
+# still cleaned up), and arms the cleanup. Needs `here` and `env_file`.
+proxy_setup() {
+    local program=$2 package=$3 dependency=$4
+    proxy_name=$1
+    if [[ -f $env_file ]]; then bash "$here/stop-proxy.sh" "$env_file"; fi
+    command -v "$program" >/dev/null || { echo "$proxy_name: $program not found (apt-get install $package)" >&2; exit 1; }
+    [[ -f $dependency ]] || { echo "$proxy_name: no $dependency (did its fixture run?)" >&2; exit 1; }
+    # shellcheck disable=SC1090
+    source "$dependency"
+    pg_bin=${CONNPOOL_PG_BIN:-/usr/lib/postgresql/15/bin}
+    state=$(mktemp -d /tmp/connpool-proxy.XXXXXX)
+    chmod 755 "$state"
+    cd "$state"
+    proxy_log=$state/$program.log
+    fact CONNPOOL_PROXY_STATE_DIR "$state" >"$env_file"
+    finished=0
+    trap '(( finished )) || bash "$here/stop-proxy.sh" "$env_file"' EXIT
+}
+
+fail() {
+    echo "$proxy_name: $*" >&2
+    [[ -f $proxy_log ]] && tail -n 20 "$proxy_log" >&2
+    exit 1
+}

@@ -16,25 +16,7 @@ env_file=$(realpath -m -- "${1:?usage: start-haproxy.sh ENV_FILE PATRONI_ENV}")
 patroni_env=$(realpath -m -- "${2:?usage: start-haproxy.sh ENV_FILE PATRONI_ENV}")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/proxy-lib.sh"
-if [[ -f $env_file ]]; then bash "$here/stop-proxy.sh" "$env_file"; fi
-command -v haproxy >/dev/null || { echo "start-haproxy.sh: haproxy not found (apt-get install haproxy)" >&2; exit 1; }
-[[ -f $patroni_env ]] || { echo "start-haproxy.sh: no $patroni_env (did the patroni_set fixture run?)" >&2; exit 1; }
-# shellcheck disable=SC1090
-source "$patroni_env"
-pg_bin=${CONNPOOL_PG_BIN:-/usr/lib/postgresql/15/bin}
-
-state=$(mktemp -d /tmp/connpool-proxy.XXXXXX)
-chmod 755 "$state"
-# The server inherits this working directory: one its user can enter, never the checkout.
-cd "$state"
-fact CONNPOOL_PROXY_STATE_DIR "$state" >"$env_file"
-finished=0
-trap '(( finished )) || bash "$here/stop-proxy.sh" "$env_file"' EXIT
-fail() {
-    echo "start-haproxy.sh: $*" >&2
-    [[ -f $state/haproxy.log ]] && tail -n 20 "$state/haproxy.log" >&2
-    exit 1
-}
+proxy_setup start-haproxy.sh haproxy haproxy "$patroni_env"
 
 primary_port=$(free_port)
 replicas_port=$(free_port)

@@ -18,25 +18,7 @@ env_file=$(realpath -m -- "${1:?usage: start-pgpool.sh ENV_FILE CLUSTER_ENV}")
 cluster_env=$(realpath -m -- "${2:?usage: start-pgpool.sh ENV_FILE CLUSTER_ENV}")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/proxy-lib.sh"
-if [[ -f $env_file ]]; then bash "$here/stop-proxy.sh" "$env_file"; fi
-command -v pgpool >/dev/null || { echo "start-pgpool.sh: pgpool not found (apt-get install pgpool2)" >&2; exit 1; }
-[[ -f $cluster_env ]] || { echo "start-pgpool.sh: no $cluster_env (did the cluster fixture run?)" >&2; exit 1; }
-# shellcheck disable=SC1090
-source "$cluster_env"
-pg_bin=${CONNPOOL_PG_BIN:-/usr/lib/postgresql/15/bin}
-
-state=$(mktemp -d /tmp/connpool-proxy.XXXXXX)
-chmod 755 "$state"
-# The server inherits this working directory: one its user can enter, never the checkout.
-cd "$state"
-fact CONNPOOL_PROXY_STATE_DIR "$state" >"$env_file"
-finished=0
-trap '(( finished )) || bash "$here/stop-proxy.sh" "$env_file"' EXIT
-fail() {
-    echo "start-pgpool.sh: $*" >&2
-    [[ -f $state/pgpool.log ]] && tail -n 20 "$state/pgpool.log" >&2
-    exit 1
-}
+proxy_setup start-pgpool.sh pgpool pgpool2 "$cluster_env"
 
 port=$(free_port)
 pcp_port=$(free_port)
